@@ -1,0 +1,109 @@
+"""Measure the speed targets of the course and print them.
+
+Run from the repository root (``make bench`` does this):
+
+    python tests/benchmarks/course_speed.py [--skip-test] [--submissions 8]
+
+Everything runs in a fresh ``git clone`` of the current HEAD inside a temporary
+directory, so the figures are those a newcomer meets:
+
+- fresh set-up: ``make setup`` (venv + pinned install) with an empty uv cache,
+  so every package is downloaded from the registry;
+- cold build: ``make book`` right after set-up (nothing cached, every chapter executes);
+- no-change rebuild: ``make book`` again;
+- ``make test``: the whole suite, once set up;
+- autograde seconds per submission: ``nbgrader autograde`` over several copies of
+  each solution notebook submitted as students, divided by their number.
+
+Targets (issue 2): cold build <= 45 s, rebuild <= 5 s, make test <= 240 s, set-up <= 90 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = {"fresh set-up": 90.0, "cold book build": 45.0, "no-change rebuild": 5.0, "make test": 240.0}
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Run ``cmd`` to completion and return its wall time in seconds; fail loudly."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed after {elapsed:.1f} s:\n{proc.stdout[-4000:]}")
+    return elapsed
+
+
+def clean_env(tmp: Path) -> dict[str, str]:
+    """The caller's environment without the project's venv, with a private, empty uv cache."""
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
+    env["UV_CACHE_DIR"] = str(tmp / "uv-cache")
+    return env
+
+
+def autograde_seconds_per_submission(clone: Path, env: dict[str, str], copies: int) -> dict[str, float]:
+    """Submit each solution ``copies`` times into a scratch course and time one autograde run per assignment."""
+    sys.path.insert(0, str(clone / "tests"))
+    from grading import CourseCopy  # the same harness the grading tests use
+
+    results = {}
+    for solution in sorted((clone / "solutions").glob("ex*/ex*.ipynb")):
+        assignment = solution.parent.name
+        with CourseCopy(clone, env=env) as course:
+            for i in range(copies):
+                course.submit(f"student{i:03d}", assignment, solution)
+            start = time.perf_counter()
+            course.autograde(assignment)
+            results[assignment] = (time.perf_counter() - start) / copies
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-test", action="store_true", help="do not time `make test`")
+    parser.add_argument("--submissions", type=int, default=8, help="copies of each solution to autograde")
+    args = parser.parse_args()
+
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="course-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        clone = tmp / "course"
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+        # Beside the clone, as on CI, in case anything reads ../shared.
+        if (ROOT.parent / "shared").exists():
+            shutil.copytree(ROOT.parent / "shared", tmp / "shared")
+        env = clean_env(tmp)
+
+        figures["fresh set-up"] = timed(["make", "setup"], clone, env)
+        figures["cold book build"] = timed(["make", "book"], clone, env)
+        figures["no-change rebuild"] = timed(["make", "book"], clone, env)
+        if not args.skip_test:
+            figures["make test"] = timed(["make", "test"], clone, env)
+        venv_env = dict(env, PATH=f"{clone / '.venv' / 'bin'}{os.pathsep}{env['PATH']}")
+        per_submission = autograde_seconds_per_submission(clone, venv_env, args.submissions)
+
+    print(f"\nMeasured on {os.cpu_count()} cores (python {sys.version.split()[0]}):\n")
+    print(f"| {'step':<34} | {'seconds':>8} | {'target':>7} |")
+    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 9}|")
+    for name, seconds in figures.items():
+        print(f"| {name:<34} | {seconds:8.1f} | {TARGETS[name]:7.0f} |")
+    for assignment, seconds in per_submission.items():
+        label = f"autograde per submission ({assignment})"
+        print(f"| {label:<34} | {seconds:8.2f} | {'-':>7} |")
+    missed = [name for name, seconds in figures.items() if seconds > TARGETS[name]]
+    if missed:
+        print(f"\nOver target: {', '.join(missed)}")
+
+
+if __name__ == "__main__":
+    main()
