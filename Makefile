@@ -28,7 +28,8 @@ export MKL_NUM_THREADS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/ex*))
-NBVAL := pytest -p no:cacheprovider --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+SUBMITTED = $(sort $(notdir $(wildcard submitted/*/ex*)))
+PYTEST := pytest -p no:cacheprovider --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: help setup book test test-package test-chapters test-solutions release grade bench clean
 
@@ -54,23 +55,30 @@ book: setup  ## build the HTML book into _build/html (offline; warnings are erro
 test: setup  ## run the whole suite: package, book, grading pipeline, chapters (nbval), solutions
 	$(MAKE) --no-print-directory test-package test-chapters test-solutions
 
-test-package: setup  ## pytest tests/ (package, book build, nbgrader end to end)
-	pytest -n 2 --dist loadfile tests
+test-package: setup  ## pytest tests/: the package, the book build, nbgrader end to end
+	$(PYTEST) -n 2 --dist loadgroup tests
 
 test-chapters: setup  ## re-execute every chapter and compare with its committed outputs
-	$(NBVAL) --nbval chapters
+	$(PYTEST) -n 2 --dist loadfile --nbval chapters
 
 test-solutions: setup  ## run every solution notebook: all cells run and all tests pass
-	$(NBVAL) --nbval-lax solutions
+	$(PYTEST) -n 2 --dist loadfile --nbval-lax solutions
 
 release: setup  ## regenerate exercises/ from solutions/ (nbgrader generate_assignment)
-	@for id in $(ASSIGNMENTS); do nbgrader generate_assignment "$$id" --force --log-level=WARN || exit 1; done
+	@# A failed --force generation can leave exercises/<id> deleted: restore the committed release then.
+	@for id in $(ASSIGNMENTS); do \
+	  nbgrader generate_assignment "$$id" --force --log-level=WARN \
+	    || { git checkout -- "exercises/$$id" 2>/dev/null; echo "release of $$id failed"; exit 1; }; \
+	done
 	@echo "Released: $(ASSIGNMENTS)"
 
 grade: setup  ## autograde submitted/<student>/<id>/, export grades.csv, generate feedback
-	@for id in $(ASSIGNMENTS); do nbgrader autograde "$$id" --log-level=WARN || exit 1; done
+	@test -n "$(SUBMITTED)" || { echo "nothing in submitted/<student>/<assignment>/ to grade"; exit 1; }
+	@test -f gradebook.db || $(MAKE) --no-print-directory release
+	@for id in $(SUBMITTED); do nbgrader autograde "$$id" --log-level=WARN || exit 1; done
 	nbgrader export --log-level=WARN
-	@for id in $(ASSIGNMENTS); do nbgrader generate_feedback "$$id" --log-level=WARN || exit 1; done
+	@for id in $(SUBMITTED); do nbgrader generate_feedback "$$id" --log-level=WARN || exit 1; done
+	@echo "Grades: $(CURDIR)/grades.csv   Feedback: $(CURDIR)/feedback/<student>/<assignment>/"
 
 bench: setup  ## measure set-up, build, test and autograde times (prints the figures quoted in README)
 	python tests/benchmarks/course_speed.py

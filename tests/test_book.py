@@ -123,12 +123,12 @@ def make_notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pycache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("pycache")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def book(tmp_path_factory, pycache) -> Build:
     """A cold build of a copy of the real book (empty execution cache)."""
     build = jupyter_book_build(copy_book(tmp_path_factory.mktemp("book")), pycache)
@@ -136,7 +136,7 @@ def book(tmp_path_factory, pycache) -> Build:
     return build
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rebuild(book, pycache) -> Build:
     """``make book`` run again with nothing changed (incremental, execution served from the cache)."""
     assert book.returncode == 0, book.log[-3000:]
@@ -358,7 +358,7 @@ def test_hidden_cells_are_hidden_in_the_book(book, path):
 
 # --------------------------------------------------------------------------- fixture books
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fixture_book(tmp_path_factory) -> Path:
     """A tiny book with the real _config.yml: one chapter notebook, and an exercise whose cell raises."""
     path = tmp_path_factory.mktemp("fixture_book")
