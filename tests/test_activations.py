@@ -164,3 +164,111 @@ def test_bad_calls_raise_clear_errors(call, exc, message):
     with pytest.raises(exc, match=None) as info:
         call()
     assert message in str(info.value)
+
+
+# --------------------------------------------------------------------------- the exercise 2 checks
+# stablegrad.checking.saturation must pass a correct answer, fail every listed mistake while naming
+# it, and refuse the reference itself (delegation). The grading tests repeat this through nbgrader.
+
+from stablegrad.checking import (  # noqa: E402
+    CheckFailure, DelegationError, NotImplementedYetError, saturation as sat_checks,
+)
+
+
+def _sigmoid(z):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _sigmoid_via_tanh(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))         # another overflow-free sigmoid
+
+
+def _sigmoid_grad(z):
+    s = act.sigmoid(z)
+    return s * (1.0 - s)
+
+
+def _tanh_grad(z):
+    return 1.0 - np.tanh(z) ** 2
+
+
+def _relu_grad(z):
+    return (z > 0).astype(z.dtype)
+
+
+def _leaky_relu(z, slope=0.01):
+    return np.where(z > 0, z, slope * z)
+
+
+def _leaky_relu_grad(z, slope=0.01):
+    return np.where(z > 0, 1.0, slope).astype(z.dtype)
+
+
+def _saturated_fraction(a, kind, threshold=0.97):
+    if kind == "relu":
+        return float(np.mean(a == 0))
+    if kind == "tanh":
+        return float(np.mean(np.abs(a) > threshold))
+    return float(np.mean((a > threshold) | (a < 1.0 - threshold)))
+
+
+def _predicted(scale, kind, threshold=0.97):
+    if kind == "relu":
+        return 0.5
+    c = math.atanh(threshold) if kind == "tanh" else math.log(threshold / (1.0 - threshold))
+    return 2.0 * (1.0 - 0.5 * (1.0 + math.erf(c / scale / math.sqrt(2.0))))   # 1 - Phi, not erfc
+
+
+EXERCISE_CHECKS = [
+    (sat_checks.check_sigmoid, [_sigmoid, _sigmoid_via_tanh], act.sigmoid, sat_checks.SIGMOID_MISTAKES),
+    (sat_checks.check_sigmoid_grad, [_sigmoid_grad], act.sigmoid_grad, sat_checks.SIGMOID_GRAD_MISTAKES),
+    (sat_checks.check_tanh_grad, [_tanh_grad], act.tanh_grad, sat_checks.TANH_GRAD_MISTAKES),
+    (sat_checks.check_relu_grad, [_relu_grad], act.relu_grad, sat_checks.RELU_GRAD_MISTAKES),
+    (sat_checks.check_leaky_relu, [_leaky_relu], act.leaky_relu, sat_checks.LEAKY_RELU_MISTAKES),
+    (sat_checks.check_leaky_relu_grad, [_leaky_relu_grad], act.leaky_relu_grad,
+     sat_checks.LEAKY_RELU_GRAD_MISTAKES),
+    (sat_checks.check_saturated_fraction, [_saturated_fraction], act.saturated_fraction,
+     sat_checks.SATURATED_FRACTION_MISTAKES),
+    (sat_checks.check_predicted_saturated_fraction, [_predicted], act.predicted_saturated_fraction,
+     sat_checks.PREDICTED_MISTAKES),
+]
+EXERCISE_IDS = [c[0].__name__ for c in EXERCISE_CHECKS]
+
+
+@pytest.mark.parametrize("check, correct, reference, mistakes", EXERCISE_CHECKS, ids=EXERCISE_IDS)
+def test_exercise_check_passes_correct_answers_and_names_every_mistake(check, correct, reference, mistakes):
+    for fn in correct:
+        check(fn, quiet=True)
+    for mistake in mistakes:
+        with pytest.raises(CheckFailure) as info:
+            check(mistake.fn, quiet=True)
+        assert mistake.description in str(info.value), (mistake.description, str(info.value))
+    with pytest.raises(DelegationError):
+        check(reference, quiet=True)
+
+    def not_written(*args, **kwargs):
+        raise NotImplementedError()
+    with pytest.raises(NotImplementedYetError):
+        check(not_written, quiet=True)
+
+
+def test_sigmoid_check_fails_on_a_warning_even_with_right_values():
+    with pytest.raises(sat_checks.NumericalWarningError) as info:
+        sat_checks.check_sigmoid(lambda z: 1.0 / (1.0 + np.exp(-z)), quiet=True)
+    assert "overflow encountered in exp" in str(info.value) and "709.8" in str(info.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # the check itself leaks no warning to the learner
+        with pytest.raises(CheckFailure):
+            sat_checks.check_sigmoid_grad(lambda z: np.exp(-z) / (1.0 + np.exp(-z)) ** 2, quiet=True)
+
+
+def test_predicted_check_compares_with_simulation(monkeypatch):
+    p, sd = sat_checks._simulate(sat_checks.predicted_case(2.0, "tanh"), seed=0)
+    assert abs(p - act.predicted_saturated_fraction(2.0, "tanh")) < 5 * sd and sd < 0.0011
+    # with the comparison against the reference switched off, the simulation alone catches an error of 0.02
+    monkeypatch.setattr(sat_checks, "_check", lambda *args, **kwargs: None)
+    with pytest.raises(sat_checks.SimulationMismatchError, match="simulation of 200000"):
+        sat_checks.check_predicted_saturated_fraction(lambda s, k, t=0.97: _predicted(s, k, t) + 0.02,
+                                                      quiet=True)
+    sat_checks.check_predicted_saturated_fraction(_predicted, quiet=True)

@@ -152,3 +152,156 @@ def test_bad_calls_raise_clear_errors(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert message in str(info.value)
+
+
+# --------------------------------------------------------------------------- chapter 3 additions
+
+def test_backward_stable_variance():
+    assert init.backward_stable_variance(300, 100) == pytest.approx(1 / 100)       # n_out, not n_in
+    assert init.backward_stable_variance(300, 100, "tanh") == pytest.approx(1 / 100)
+    assert init.backward_stable_variance(300, 100, "relu") == pytest.approx(2 / 100)
+    assert init.backward_stable_variance(7, 50, "leaky_relu") == pytest.approx(2 / (50 * (1 + 1e-4)))
+    with pytest.raises(ValueError, match="backward_stable_variance: activation"):
+        init.backward_stable_variance(3, 3, "sigmoid")
+    with pytest.raises(TypeError, match="backward_stable_variance: n_in"):
+        init.backward_stable_variance(3.0, 3)
+
+
+def _mc_moments(activation, var, rng, n=2_000_000):
+    from stablegrad.activations import get_activation
+    act = get_activation(activation)
+    z = rng.standard_normal(n) * math.sqrt(var)
+    return np.mean(act.fn(z) ** 2), np.mean(act.grad(z) ** 2)
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "leaky_relu", "tanh"])
+@pytest.mark.parametrize("var", [1e-3, 0.7, 4.0, 256.0])
+def test_gaussian_moments_against_monte_carlo(activation, var):
+    # 2e6 samples: the relative standard error of a mean of squares is at most sqrt(Var(h)/n)/E[h];
+    # for sech^4 at var=256 (the worst case, a rare spike near 0) it is about 0.4%, so 3% is > 7 sd.
+    f2, g2 = init.gaussian_moments(activation, var)
+    mc_f2, mc_g2 = _mc_moments(activation, var, np.random.default_rng(0))
+    assert f2 == pytest.approx(mc_f2, rel=0.03)
+    assert g2 == pytest.approx(mc_g2, rel=0.03)
+
+
+def test_gaussian_moments_limits():
+    # tanh is linear near 0 (tanh z = z - z^3/3: E[tanh^2] = v - 2 v^2 + ...), saturated for large v
+    f2, g2 = init.gaussian_moments("tanh", 1e-80)
+    assert f2 == pytest.approx(1e-80, rel=1e-12) and g2 == pytest.approx(1.0, rel=1e-12)
+    f2, g2 = init.gaussian_moments("tanh", 1e-4)
+    assert f2 == pytest.approx(1e-4 - 2e-8, rel=1e-6)
+    # large v: E[sech^2] -> 2 phi(0)/s and E[sech^4] -> (4/3) phi(0)/s (the integrals of sech^2, sech^4)
+    s = 1000.0
+    f2, g2 = init.gaussian_moments("tanh", s ** 2)
+    phi0 = 1 / math.sqrt(2 * math.pi)
+    assert 1 - f2 == pytest.approx(2 * phi0 / s, rel=1e-4)
+    assert g2 == pytest.approx(4 / 3 * phi0 / s, rel=1e-4)
+    assert init.gaussian_moments("relu", 3.0) == (1.5, 0.5)
+    assert init.gaussian_moments("tanh", 0.0) == (0.0, 1.0)
+
+
+def test_predicted_variances_closed_forms():
+    n, var_w, L = 64, 0.05, 12
+    p = init.predicted_variances(n, var_w, 2.0, "relu", L, var_dout=3.0)
+    gain = n * var_w / 2
+    np.testing.assert_allclose(p.forward, n * var_w * 2.0 * gain ** np.arange(L), rtol=1e-12)
+    np.testing.assert_allclose(p.backward, 3.0 * 0.5 * gain ** (L - 1 - np.arange(L)), rtol=1e-12)
+    lin = init.predicted_variances(n, var_w, 2.0, "identity", L)
+    np.testing.assert_allclose(lin.forward, 2.0 * (n * var_w) ** np.arange(1, L + 1), rtol=1e-12)
+    # He keeps relu flat in both directions; tanh's linear-regime prediction equals identity's
+    he = init.predicted_variances(256, 2 / 256, 1.0, "relu", 50)
+    np.testing.assert_allclose(he.forward, 2.0, rtol=1e-12)
+    np.testing.assert_allclose(he.backward, 0.5, rtol=1e-12)
+    t = init.predicted_variances(n, var_w, 2.0, "tanh", L, linear=True)
+    np.testing.assert_allclose(t.forward, lin.forward, rtol=1e-12)
+    # with the Gaussian moments, tanh + Xavier decays, while tiny weights stay linear
+    x = init.predicted_variances(256, 1 / 256, 1.0, "tanh", 50)
+    assert x.forward[-1] < 0.02 and np.all(np.diff(x.forward) < 0)
+    tiny = init.predicted_variances(256, 1e-4, 1.0, "tanh", 50)
+    # (the first layer, at v = 0.0256, loses 2v = 5% to tanh's curvature; from layer 4 on v < 1e-6 and tanh is linear)
+    np.testing.assert_allclose(tiny.forward[4:] / tiny.forward[3:-1], 0.0256, rtol=1e-6)
+    # extremes do not raise: 128^50 ~ 1e105 and 0.0128^50 ~ 1e-95 are representable
+    big = init.predicted_variances(256, 1.0, 1.0, "relu", 50)
+    assert np.all(np.isfinite(big.forward)) and big.forward[-1] > 1e100
+
+
+def _stack_by_hand(x, weights, f, fprime, dout):
+    zs, a = [], x
+    for W in weights:
+        zs.append(a @ W)
+        a = f(zs[-1])
+    fwd = np.array([z.var() for z in zs])
+    d, bwd = dout, []
+    for W, z in zip(weights[::-1], zs[::-1]):
+        delta = d * fprime(z)
+        bwd.append(delta.var())
+        d = delta @ W.T
+    return fwd, np.array(bwd[::-1])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "identity", "sigmoid"])
+def test_measure_variances_matches_a_hand_written_stack(activation):
+    from stablegrad.activations import get_activation
+    act = get_activation(activation)
+    x = np.random.default_rng(1).standard_normal((7, 5))
+    m = init.measure_variances(x, "xavier_normal", 4, activation, np.random.default_rng(2))
+    rng = np.random.default_rng(2)
+    weights = [init.xavier_normal(5, 5, rng) for _ in range(4)]
+    dout = rng.standard_normal((7, 5))
+    fwd, bwd = _stack_by_hand(x, weights, act.fn, act.grad, dout)
+    np.testing.assert_allclose(m.forward, fwd, rtol=1e-12)
+    np.testing.assert_allclose(m.backward, bwd, rtol=1e-12)
+    a = init.activation_variances(x, init.xavier_normal, 4, activation, np.random.default_rng(2))
+    np.testing.assert_allclose(a, fwd, rtol=1e-12)
+    # an explicit dout replaces the random one
+    ones = init.measure_variances(x, "he_normal", 3, activation, np.random.default_rng(5), dout=np.ones((7, 5)))
+    rng = np.random.default_rng(5)
+    weights = [init.he_normal(5, 5, rng) for _ in range(3)]
+    np.testing.assert_allclose(ones.backward, _stack_by_hand(x, weights, act.fn, act.grad, np.ones((7, 5)))[1],
+                               rtol=1e-12)
+
+
+def test_measured_variances_follow_the_prediction():
+    # 20 relu layers of width 256 under He: the prediction is flat (2 forward, 1/2 backward). A single
+    # net wanders multiplicatively around it (about 14% per layer for one input; the batch shares the
+    # weights), so after 20 layers allow a factor 3; a wrong factor (no 2: 2^-20) is far outside.
+    x = np.random.default_rng(0).standard_normal((64, 256))
+    m = init.measure_variances(x, "he_normal", 20, "relu", np.random.default_rng(1))
+    p = init.predicted_variances(256, 2 / 256, 1.0, "relu", 20)
+    assert np.all(np.abs(np.log(m.forward / p.forward)) < np.log(3))
+    assert np.all(np.abs(np.log(m.backward / p.backward)) < np.log(3))
+
+
+def test_measure_variances_uses_only_the_given_rng():
+    state = np.random.get_state()
+    x = np.ones((3, 4))
+    a = init.measure_variances(x, "he_normal", 3, "relu", np.random.default_rng(0))
+    b = init.measure_variances(x, "he_normal", 3, "relu", np.random.default_rng(0))
+    np.testing.assert_array_equal(a.forward, b.forward)
+    np.testing.assert_array_equal(a.backward, b.backward)
+    after = np.random.get_state()
+    assert np.array_equal(state[1], after[1]) and state[2:] == after[2:]
+
+
+MORE_BAD_CALLS = [
+    (lambda: init.gaussian_moments("sigmoid", 1.0), ValueError, "gaussian_moments: activation"),
+    (lambda: init.gaussian_moments("tanh", -1.0), ValueError, "gaussian_moments: var"),
+    (lambda: init.predicted_variances(10, 0.1, 1.0, "relu", 0), ValueError, "predicted_variances: depth"),
+    (lambda: init.predicted_variances(10, 0.1, 1.0, "relu", 3, linear=1), TypeError, "predicted_variances: linear"),
+    (lambda: init.activation_variances(np.ones(3), "he_normal", 2, "relu", np.random.default_rng(0)),
+     ValueError, "activation_variances: x must have shape (N, n)"),
+    (lambda: init.activation_variances(np.ones((2, 3)), "lecun", 2, "relu", np.random.default_rng(0)),
+     ValueError, "'he_normal'"),
+    (lambda: init.activation_variances(np.ones((2, 3)), "he_normal", 2, "relu", 0), TypeError,
+     "activation_variances: rng"),
+    (lambda: init.measure_variances(np.ones((2, 3)), "he_normal", 2, "relu", np.random.default_rng(0),
+                                    dout=np.ones((3, 3))), ValueError, "measure_variances: dout"),
+]
+
+
+@pytest.mark.parametrize("call, exc, message", MORE_BAD_CALLS)
+def test_more_bad_calls_raise_clear_errors(call, exc, message):
+    with pytest.raises(exc) as info:
+        call()
+    assert message in str(info.value)

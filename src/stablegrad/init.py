@@ -20,17 +20,19 @@ generator it is given. A uniform distribution on ``[-a, a]`` has variance
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from stablegrad._validate import check_choice, check_int, check_positive, check_rng
+from stablegrad._validate import as_float_array, check_choice, check_int, check_positive, check_rng
 
 __all__ = [
     "xavier_normal", "xavier_uniform", "he_normal", "he_uniform",
     "glorot_normal", "glorot_uniform", "kaiming_normal", "kaiming_uniform",
     "uniform", "normal", "INITIALIZERS", "get_initializer", "init_variance",
-    "forward_variance", "forward_variance_through_depth",
+    "forward_variance", "forward_variance_through_depth", "backward_stable_variance",
+    "gaussian_moments", "LayerVariances", "predicted_variances", "activation_variances",
+    "measure_variances",
 ]
 
 
@@ -341,3 +343,284 @@ def forward_variance_through_depth(n, var_w, var_x, activation, depth) -> np.nda
     gain = n * var_w * _SECOND_MOMENT_FACTOR[activation]
     with np.errstate(over="ignore", under="ignore"):  # huge or tiny values are the point of the figure
         return var_x * gain ** np.arange(1, depth + 1, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- the backward condition
+
+# E[f'(z)^2] for z ~ N(0, Var(z)): the factor the backward pass picks up at the activation
+# (tanh: its linear regime, where tanh'(z) ~ 1).
+_GRAD_SECOND_MOMENT = {"identity": 1.0, "tanh": 1.0, "relu": 0.5, "leaky_relu": (1.0 + 0.01 ** 2) / 2.0}
+
+
+def backward_stable_variance(n_in, n_out, activation="identity") -> float:
+    """The weight variance that keeps the backward pass's gradient variance constant.
+
+    The gradient reaching a layer's input is :math:`\\partial L/\\partial x_i =
+    \\sum_{j=1}^{n_{out}} w_{ij} \\, \\delta_j` with :math:`\\delta_j = g_j f'(z_j)`, a sum of
+    ``n_out`` terms, so
+
+    .. math:: \\operatorname{Var}(\\partial L/\\partial x) = n_{out} \\operatorname{Var}(w)
+              \\, E[f'(z)^2] \\operatorname{Var}(g),
+
+    and the variance is kept when :math:`\\operatorname{Var}(w) = 1 / (n_{out} E[f'(z)^2])`:
+    ``1 / n_out`` for identity and tanh (linear regime), ``2 / n_out`` for relu.
+    ``n_in`` does not enter: the backward pass sums over the layer's outputs.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input width D and output width M of the layer.
+    activation : {"identity", "tanh", "relu", "leaky_relu"}
+        The activation applied to the layer's output.
+
+    Returns
+    -------
+    float
+    """
+    func = "backward_stable_variance"
+    check_int(n_in, "n_in", func)
+    n_out = check_int(n_out, "n_out", func)
+    check_choice(activation, "activation", func, _GRAD_SECOND_MOMENT)
+    return 1.0 / (n_out * _GRAD_SECOND_MOMENT[activation])
+
+
+# --------------------------------------------------------------------------- beyond the linear regime
+
+def _gaussian_expectation(h, var: float, half_width: float) -> float:
+    """E[h(z)] for z ~ N(0, var), by the trapezoid rule on |z| <= half_width.
+
+    The grid spacing resolves both the Gaussian (width sqrt(var)) and features of
+    h of width ~1 (tanh), so the rule is accurate to ~1e-10 for smooth h.
+    """
+    s = math.sqrt(var)
+    h_step = min(s, 1.0) / 50.0
+    m = 2 * int(math.ceil(half_width / h_step)) + 1
+    z = np.linspace(-half_width, half_width, m)
+    density = np.exp(-0.5 * (z / s) ** 2) / (s * math.sqrt(2.0 * math.pi))
+    return float(np.trapezoid(h(z) * density, z))
+
+
+def gaussian_moments(activation, var) -> tuple[float, float]:
+    """Second moments of an activation and of its derivative at a Gaussian input.
+
+    For :math:`z \\sim N(0, v)` returns :math:`(E[f(z)^2], E[f'(z)^2])`: the
+    factors by which a layer passes on the forward variance
+    (:math:`\\operatorname{Var}(z') = n \\operatorname{Var}(w) E[f(z)^2]`) and
+    the backward one. Exact for identity (``(v, 1)``), relu (``(v/2, 1/2)``)
+    and leaky relu with slope 0.01 (``((1 + 0.01^2) v / 2, (1 + 0.01^2) / 2)``);
+    numerical integration for tanh, whose factors depend on ``v``: close to
+    ``(v, 1)`` while ``v`` is small, tending to ``(1, 0)`` as it saturates.
+
+    Parameters
+    ----------
+    activation : {"identity", "tanh", "relu", "leaky_relu"}
+    var : float
+        Variance v >= 0 of the pre-activation.
+
+    Returns
+    -------
+    (float, float)
+    """
+    func = "gaussian_moments"
+    check_choice(activation, "activation", func, _SECOND_MOMENT_FACTOR)
+    var = check_positive(var, "var", func, allow_zero=True)
+    if activation != "tanh" or var == 0.0:
+        return _SECOND_MOMENT_FACTOR[activation] * var, _GRAD_SECOND_MOMENT[activation]
+    s = math.sqrt(var)
+    sech2 = lambda z: 1.0 / np.cosh(z) ** 2  # noqa: E731  (tanh' = sech^2, < 1e-34 for |z| > 40)
+    grad2 = _gaussian_expectation(lambda z: sech2(z) ** 2, var, min(12.0 * s, 40.0))
+    if 12.0 * s <= 40.0:   # integrate tanh^2 itself: no cancellation when v is tiny
+        f2 = _gaussian_expectation(lambda z: np.tanh(z) ** 2, var, 12.0 * s)
+    else:                  # saturated: tanh^2 = 1 - sech^2, and sech^2 is concentrated near 0
+        f2 = 1.0 - _gaussian_expectation(sech2, var, 40.0)
+    return f2, grad2
+
+
+class LayerVariances(NamedTuple):
+    """Per-layer variances of a deep stack, layer 1 (nearest the input) first.
+
+    Attributes
+    ----------
+    forward : ndarray of shape (L,)
+        :math:`\\operatorname{Var}(z_l)`, the pre-activations.
+    backward : ndarray of shape (L,)
+        :math:`\\operatorname{Var}(\\delta_l)`, :math:`\\delta_l = \\partial L/\\partial z_l`.
+    """
+
+    forward: np.ndarray
+    backward: np.ndarray
+
+
+def predicted_variances(n, var_w, var_input, activation, depth, var_dout=1.0, *,
+                        linear=False) -> LayerVariances:
+    """Predicted variances in ``depth`` layers ``z_l = f(z_{l-1}) W_l`` of width ``n``.
+
+    The network is :math:`z_1 = x W_1`, :math:`z_l = f(z_{l-1}) W_l`, with
+    every weight of variance ``var_w``, ``E[x^2] = var_input`` and an upstream
+    gradient :math:`\\partial L/\\partial f(z_L)` of variance ``var_dout``.
+    With :math:`(m_l, g_l) =` :func:`gaussian_moments` at :math:`v_l`:
+
+    .. math::
+        v_1 = n \\operatorname{Var}(w) \\operatorname{var\\_input}, \\qquad
+        v_{l+1} = n \\operatorname{Var}(w)\\, m_l;
+
+        u_L = \\operatorname{var\\_dout}\\, g_L, \\qquad
+        u_{l} = n \\operatorname{Var}(w)\\, g_l\\, u_{l+1}.
+
+    For identity and relu these are the geometric sequences
+    :math:`v_l = v_1 (n \\operatorname{Var}(w) c)^{l-1}`,
+    :math:`u_l = \\operatorname{var\\_dout}\\, c\\, (n \\operatorname{Var}(w) c)^{L-l}`
+    (``c = 1/2`` for relu). For tanh, ``linear=True`` uses the linear-regime
+    factors ``m = v``, ``g = 1`` instead of the exact Gaussian moments.
+
+    Parameters
+    ----------
+    n : int
+        Width of every layer (and of x).
+    var_w : float
+        Variance of every weight.
+    var_input : float
+        Second moment E[x^2] of the input entries.
+    activation : {"identity", "tanh", "relu", "leaky_relu"}
+    depth : int
+        Number of layers L.
+    var_dout : float, default 1.0
+        Variance of the upstream gradient dL/d(out).
+    linear : bool, default False
+        Use the linear-regime factors of :func:`forward_variance`.
+
+    Returns
+    -------
+    LayerVariances
+        ``forward`` = (v_1, ..., v_L), ``backward`` = (u_1, ..., u_L).
+    """
+    func = "predicted_variances"
+    n = check_int(n, "n", func)
+    var_w = check_positive(var_w, "var_w", func)
+    var_input = check_positive(var_input, "var_input", func, allow_zero=True)
+    check_choice(activation, "activation", func, _SECOND_MOMENT_FACTOR)
+    depth = check_int(depth, "depth", func)
+    var_dout = check_positive(var_dout, "var_dout", func, allow_zero=True)
+    if not isinstance(linear, bool):
+        raise TypeError(f"{func}: linear must be True or False; got {type(linear).__name__}")
+    forward = np.empty(depth)
+    grad2 = np.empty(depth)
+    v = n * var_w * var_input
+    with np.errstate(over="ignore", under="ignore"):
+        for l in range(depth):
+            forward[l] = v
+            if linear:
+                m, grad2[l] = _SECOND_MOMENT_FACTOR[activation] * v, _GRAD_SECOND_MOMENT[activation]
+            else:
+                m, grad2[l] = gaussian_moments(activation, min(v, 1e300))
+            v = n * var_w * m
+        backward = np.empty(depth)
+        u = var_dout * grad2[-1]
+        for l in range(depth - 1, -1, -1):
+            backward[l] = u
+            u = n * var_w * grad2[l - 1] * u if l > 0 else u
+    return LayerVariances(forward, backward)
+
+
+# --------------------------------------------------------------------------- measuring a deep stack
+
+def _check_stack_args(x, initializer, depth, activation, rng, func: str):
+    from stablegrad.activations import get_activation  # local: activations does not depend on init
+
+    x = as_float_array(x, "x", func, ndim=2, shape="(N, n)")
+    init_fn = get_initializer(initializer)
+    depth = check_int(depth, "depth", func)
+    act = get_activation(activation)
+    rng = check_rng(rng, func)
+    return x, init_fn, depth, act, rng
+
+
+def activation_variances(x, initializer, depth, activation, rng) -> np.ndarray:
+    """Measured variance of every layer's pre-activation in a freshly initialized deep stack.
+
+    Builds ``depth`` square layers of width ``n = x.shape[1]`` (no biases),
+    drawing ``W_l = initializer(n, n, rng)`` once per layer, layer 1 first, and
+    runs ``x`` through :math:`z_1 = x W_1`, :math:`z_l = f(z_{l-1}) W_l`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, n)
+        A batch of inputs.
+    initializer : str or callable
+        A name from :data:`INITIALIZERS` or a callable ``(fan_in, fan_out, rng)``.
+    depth : int
+        Number of layers L.
+    activation : str
+        An activation name from :mod:`stablegrad.activations`.
+    rng : numpy.random.Generator
+        Passed to the initializer; nothing else is drawn.
+
+    Returns
+    -------
+    ndarray of shape (L,)
+        ``np.var(z_l)`` over all N x n entries, layer 1 first.
+    """
+    x, init_fn, depth, act, rng = _check_stack_args(x, initializer, depth, activation, rng,
+                                                    "activation_variances")
+    n = x.shape[1]
+    out = np.empty(depth)
+    a = x
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for l in range(depth):
+            z = a @ init_fn(n, n, rng)
+            out[l] = np.var(z)
+            a = act.fn(z)
+    return out
+
+
+def measure_variances(x, initializer, depth, activation, rng, dout=None) -> LayerVariances:
+    """Measured forward and backward variances of every layer of a fresh deep stack.
+
+    The same stack as :func:`activation_variances` (the same weights for the
+    same ``rng``); then the backward pass from ``dout`` = dL/d(out):
+    :math:`\\delta_L = \\text{dout} \\odot f'(z_L)`,
+    :math:`\\delta_{l} = (\\delta_{l+1} W_{l+1}^\\top) \\odot f'(z_{l})`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, n)
+    initializer : str or callable
+    depth : int
+    activation : str
+    rng : numpy.random.Generator
+        Draws the weights (layer 1 first), then ``dout`` if it is None.
+    dout : ndarray of shape (N, n), optional
+        Upstream gradient; standard normal (drawn after the weights) if None.
+
+    Returns
+    -------
+    LayerVariances
+        ``forward[l-1] = np.var(z_l)`` and ``backward[l-1] = np.var(delta_l)``.
+    """
+    func = "measure_variances"
+    x, init_fn, depth, act, rng = _check_stack_args(x, initializer, depth, activation, rng, func)
+    n = x.shape[1]
+    weights, zs = [], []
+    forward, backward = np.empty(depth), np.empty(depth)
+    a = x
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for l in range(depth):
+            W = init_fn(n, n, rng)
+            z = a @ W
+            weights.append(W)
+            zs.append(z)
+            forward[l] = np.var(z)
+            a = act.fn(z)
+        if dout is None:
+            dout = rng.standard_normal(a.shape)
+        else:
+            dout = as_float_array(dout, "dout", func, ndim=2, shape=f"{a.shape}")
+            if dout.shape != a.shape:
+                raise ValueError(f"{func}: dout must have the shape of the output {a.shape}; "
+                                 f"got shape {dout.shape}")
+        d = dout
+        for l in range(depth - 1, -1, -1):
+            delta = d * act.grad(zs[l])
+            backward[l] = np.var(delta)
+            d = delta @ weights[l].T
+    return LayerVariances(forward, backward)
