@@ -164,6 +164,23 @@ def from_mistakes(cell: str, mistakes: Iterable) -> list[Mutant]:
     return [Mutant(cell, m.description, mistake_source(m.fn, cell)) for m in mistakes]
 
 
+def delete_test_cell(test_id: str) -> Callable:
+    """A :class:`Mutant` ``edit`` that deletes the test cell ``test_id`` (tampering nbgrader must undo)."""
+    def edit(nb):
+        nb.cells = [c for c in nb.cells if grade_id(c) != test_id]
+    return edit
+
+
+def rewrite_test_cell(test_id: str) -> Callable:
+    """A :class:`Mutant` ``edit`` that replaces the locked test cell ``test_id`` with ``pass`` and unlocks it."""
+    def edit(nb):
+        for cell in test_cells(nb):
+            if grade_id(cell) == test_id:
+                cell.source = "pass  # tests removed"
+                cell.metadata["nbgrader"]["locked"] = False
+    return edit
+
+
 def fill(release, answers: dict[str, str]):
     """A copy of the release notebook with answer cells replaced by ``answers[grade_id]``."""
     nb = copy.deepcopy(release)

@@ -242,6 +242,104 @@ def test_generic_check_with_dict_outputs_and_custom_mistakes():
     assert "matches a common mistake: dividing the variance by N-1" in str(info.value)
 
 
+@pytest.mark.parametrize("got, expected, kind, text", [
+    (1, True, checking.WrongTypeError, "is a int; expected a bool"),
+    (np.bool_(False), True, checking.WrongValueError, "is False; expected True"),
+    (True, 1.0, checking.WrongTypeError, "is a bool; expected a real number"),
+    (np.array([1.0, 0.0]), np.array([True, False]), checking.WrongTypeError,
+     "has dtype float64; expected bool"),
+    (np.array([True, True]), np.array([True, False]), checking.WrongValueError,
+     "is off at index (1,) (yours True, expected False"),
+    (np.array([np.nan, 1.0]), np.array([1.0, np.nan]), checking.WrongValueError,
+     "is nan at index (0,); expected 1.0"),
+    (np.array([1.0, 2.0]), np.array([1.0, np.nan]), checking.WrongValueError,
+     "is 2.0 at index (1,); expected nan"),
+    (np.array([np.inf, 1.0]), np.array([-np.inf, 1.0]), checking.WrongValueError,
+     "is inf at index (0,); expected -inf"),
+    (np.array([np.nan, 1.5]), np.array([np.nan, 1.0]), checking.WrongValueError,
+     "is off: error 0.5 at index (1,)"),
+])
+def test_compare_booleans_exactly_and_non_finite_entries_by_position(got, expected, kind, text):
+    bad = checking.compare(got, expected)
+    assert bad is not None and bad.kind is kind
+    assert text in bad.text
+
+
+def test_compare_accepts_equal_booleans_and_matching_non_finite_entries():
+    assert checking.compare(True, True) is None
+    assert checking.compare(np.bool_(True), True) is None
+    assert checking.compare(np.array([True, False]), np.array([True, False])) is None
+    assert checking.compare(np.array([np.nan, -np.inf, 1.0]), np.array([np.nan, -np.inf, 1.0 + 1e-9]),
+                            rtol=1e-8) is None
+    assert checking.compare(float("nan"), float("nan")) is None
+
+
+def _scaled_clip(x, limit, train, rng, scale):
+    return (np.clip(x, -limit, limit) if train else x.copy()) * scale()
+
+
+def test_input_check_accepts_unchanged_bools_generators_and_partials():
+    # a bool argument, a generator (which advances by design when it is used) and a
+    # functools.partial (equal only to itself, never to its copy) are not "modified"
+    def uses_the_generator(x, limit, train, rng, scale):
+        rng.standard_normal(3)
+        return _scaled_clip(x, limit, train, rng, scale)
+
+    names = ("x", "limit", "train", "rng", "scale")
+    cases = [Case(f"train={train}", (np.linspace(-2, 2, 5), 1.0, train, np.random.default_rng(1),
+                                     functools.partial(float, "2.0")), {}, names)
+             for train in (True, False)]
+    checking.check_against_reference(uses_the_generator, _scaled_clip, cases, forbid=[], quiet=True)
+
+    def clips_in_place(x, limit, train, rng, scale):
+        np.clip(x, -limit, limit, out=x)
+        return x * scale()
+
+    with pytest.raises(checking.InputModifiedError, match="modified its input x in place"):
+        checking.check_against_reference(clips_in_place, _scaled_clip, cases, forbid=[], quiet=True)
+
+
+def test_input_check_accepts_a_cache_with_a_bool_field():
+    from stablegrad import normalization
+
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    running = normalization.RunningStats(np.zeros(3), np.ones(3))
+    _, cache, _ = normalization.batchnorm_forward(x, np.ones(3), np.zeros(3), running, train=True)
+    assert type(cache.train) is bool
+    case = Case("a batch-norm cache", (np.ones((4, 3)), cache), {}, ("dout", "cache"))
+    checking.check_against_reference(lambda dout, cache: normalization.batchnorm_backward(dout, cache),
+                                     normalization.batchnorm_backward, [case], forbid=[], quiet=True)
+
+
+def _nan_at_zero(x):
+    return np.where(x == 0, np.nan, 1.0 / np.where(x == 0, 1.0, x))   # 1/x, nan where undefined
+
+
+def _reciprocal(x):
+    return 1.0 / np.where(x == 0, np.inf, x)                          # 1/x, 0 where x = 0
+
+
+def _positive_mask(x):
+    return x > 0
+
+
+@pytest.mark.parametrize("reference, mistake, kind", [
+    (_reciprocal, _nan_at_zero, checking.WrongValueError),                        # nan in the output
+    (lambda x: (x > 0).astype(x.dtype), _positive_mask, checking.WrongTypeError),  # a boolean array
+])
+def test_mistakes_with_nan_or_boolean_outputs_are_named(reference, mistake, kind):
+    def mine(x):  # the same mistake written differently
+        out = mistake(x.copy())
+        return out.copy()
+
+    cases = [Case("x with a zero", (np.array([-2.0, 0.0, 0.5, 4.0]),), {}, ("x",))]
+    mistakes = [checking.Mistake("a decoy that is wrong everywhere", lambda x: x + 1.0),
+                checking.Mistake("the mistake", mistake)]
+    with pytest.raises(kind) as info:
+        checking.check_against_reference(mine, reference, cases, mistakes=mistakes, forbid=[], quiet=True)
+    assert "matches a common mistake: the mistake." in str(info.value)
+
+
 # --------------------------------------------------------------------------- the delegation guard
 
 def _direct(dout, caches):

@@ -7,26 +7,11 @@ hidden tests catch (float32 and integer inputs), delegation to the reference
 by every route, and submissions that tamper with the notebook or the checker.
 """
 
-from grading import Mutant, from_mistakes, grade_id, test_cells
+from grading import Mutant, delete_test_cell, from_mistakes, rewrite_test_cell
 
 from stablegrad.checking import chain_rule as checks
 
 SB, NG, CN = "stack_backward", "numerical_gradient", "chain_gradient_norms"
-
-
-def _delete_test_cell(test_id):
-    def edit(nb):
-        nb.cells = [c for c in nb.cells if grade_id(c) != test_id]
-    return edit
-
-
-def _rewrite_test_cell(test_id):
-    def edit(nb):
-        for cell in test_cells(nb):
-            if cell.metadata["nbgrader"]["grade_id"] == test_id:
-                cell.source = "pass  # tests removed"
-                cell.metadata["nbgrader"]["locked"] = False
-    return edit
 
 
 WRONG_NORMS = '''
@@ -139,9 +124,9 @@ def chain_gradient_norms(x, params, activation, dout=None):
     return diagnostics.layer_gradient_norms(grads)
 '''),
     Mutant(CN, "wrong answer, and the test cell deleted (nbgrader adds it back)", WRONG_NORMS,
-           edit=_delete_test_cell("test_chain_gradient_norms")),
+           edit=delete_test_cell("test_chain_gradient_norms")),
     Mutant(CN, "wrong answer, and the locked test cell rewritten to `pass`", WRONG_NORMS,
-           edit=_rewrite_test_cell("test_chain_gradient_norms")),
+           edit=rewrite_test_cell("test_chain_gradient_norms")),
     Mutant(CN, "wrong answer, and the checker replaced by a no-op", WRONG_NORMS + '''
 checks.check_chain_gradient_norms = lambda *args, **kwargs: None
 ''', caught_by="hidden"),

@@ -11,27 +11,12 @@ to the reference by every route, and submissions that tamper with the notebook o
 the checker.
 """
 
-from grading import Mutant, from_mistakes, grade_id, test_cells
+from grading import Mutant, delete_test_cell, from_mistakes, rewrite_test_cell
 
 from stablegrad.checking import saturation as checks
 
 SG, SGG, TG, RG = "sigmoid", "sigmoid_grad", "tanh_grad", "relu_grad"
 LR, LRG, SF, PF = "leaky_relu", "leaky_relu_grad", "saturated_fraction", "predicted_saturated_fraction"
-
-
-def _delete_test_cell(test_id):
-    def edit(nb):
-        nb.cells = [c for c in nb.cells if grade_id(c) != test_id]
-    return edit
-
-
-def _rewrite_test_cell(test_id):
-    def edit(nb):
-        for cell in test_cells(nb):
-            if cell.metadata["nbgrader"]["grade_id"] == test_id:
-                cell.source = "pass  # tests removed"
-                cell.metadata["nbgrader"]["locked"] = False
-    return edit
 
 
 WRONG_PREDICTED = '''
@@ -171,7 +156,7 @@ def predicted_saturated_fraction(scale, kind, threshold=0.97):
     return math.erfc(c / scale / math.sqrt(2))
 ''', caught_by="hidden"),
     Mutant(PF, "wrong answer (s^2), and the test cell deleted (nbgrader adds it back)", WRONG_PREDICTED,
-           edit=_delete_test_cell("test_predicted_saturated_fraction")),
+           edit=delete_test_cell("test_predicted_saturated_fraction")),
     Mutant(PF, "wrong answer (s^2), and the locked test cell rewritten to `pass`", WRONG_PREDICTED,
-           edit=_rewrite_test_cell("test_predicted_saturated_fraction")),
+           edit=rewrite_test_cell("test_predicted_saturated_fraction")),
 ]

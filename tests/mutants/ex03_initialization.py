@@ -11,28 +11,13 @@ delegation by every route, mistakes only the hidden tests catch, and
 submissions that tamper with the notebook or the checker.
 """
 
-from grading import Mutant, from_mistakes, test_cells
+from grading import Mutant, delete_test_cell, from_mistakes, rewrite_test_cell
 
 from stablegrad.checking import initialization as checks
 
 XN, XU, HN, HU = "xavier_normal", "xavier_uniform", "he_normal", "he_uniform"
 FV, TD, AV, BV = ("forward_variance", "forward_variance_through_depth", "activation_variances",
                   "backward_stable_variance")
-
-
-def _rewrite_test_cell(test_id):
-    def edit(nb):
-        for cell in test_cells(nb):
-            if cell.metadata["nbgrader"]["grade_id"] == test_id:
-                cell.source = "pass  # tests removed"
-                cell.metadata["nbgrader"]["locked"] = False
-    return edit
-
-
-def _delete_test_cell(test_id):
-    def edit(nb):
-        nb.cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != test_id]
-    return edit
 
 
 WRONG_HE_UNIFORM = '''
@@ -112,7 +97,7 @@ def he_uniform(fan_in, fan_out, rng):
     return reference(fan_in, fan_out, rng)
 '''),
     Mutant(HU, "wrong answer, and the locked test cell rewritten to `pass`", WRONG_HE_UNIFORM,
-           edit=_rewrite_test_cell("test_he_uniform")),
+           edit=rewrite_test_cell("test_he_uniform")),
     # ------------------------------------------------------------------ forward_variance (2 points)
     *from_mistakes(FV, checks.FORWARD_VARIANCE_MISTAKES),
     Mutant(FV, "delegates: calls stablegrad.init.forward_variance", '''
@@ -175,7 +160,7 @@ def activation_variances(x, initializer, depth, activation, rng):
     Mutant(AV, "wrong answer, and the test cell deleted (nbgrader adds it back)", '''
 def activation_variances(x, initializer, depth, activation, rng):
     return np.ones(depth)
-''', edit=_delete_test_cell("test_activation_variances")),
+''', edit=delete_test_cell("test_activation_variances")),
     # ------------------------------------------------------------------ backward_stable_variance (1 point)
     *from_mistakes(BV, checks.BACKWARD_VARIANCE_MISTAKES),
     Mutant(BV, "delegates: calls stablegrad.init.backward_stable_variance", '''

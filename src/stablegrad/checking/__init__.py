@@ -58,7 +58,7 @@ import numpy as np
 __all__ = [
     "CheckFailure", "NotImplementedYetError", "LearnerError", "WrongTypeError",
     "WrongShapeError", "WrongValueError", "InputModifiedError", "DelegationError",
-    "Case", "Mistake", "Out", "call_guarded", "compare", "check_against_reference",
+    "Case", "Mistake", "Out", "call_guarded", "call_learner", "compare", "check_against_reference",
     "functions_named",
 ]
 
@@ -71,6 +71,12 @@ class CheckFailure(AssertionError):
 
 class NotImplementedYetError(CheckFailure):
     """The function still raises ``NotImplementedError``."""
+
+    @classmethod
+    def for_function(cls, name: str) -> "NotImplementedYetError":
+        """The error for ``name``, telling the learner what to replace."""
+        return cls(f"{name} is not implemented yet: replace `raise NotImplementedError()` with "
+                   f"your code.")
 
 
 class LearnerError(CheckFailure):
@@ -220,6 +226,25 @@ def call_guarded(func: Callable, forbidden: Sequence[Callable], *args, name: str
     return result
 
 
+def call_learner(func: Callable, forbidden: Sequence[Callable], *args, name: str,
+                 context: str | None = None, **kwargs):
+    """:func:`call_guarded`, with the learner's own exceptions turned into check failures.
+
+    ``NotImplementedError`` becomes :class:`NotImplementedYetError`; any other
+    exception becomes a :class:`LearnerError` chained to it, whose message
+    ends with the line ``context`` when given (the case, say).
+    """
+    try:
+        return call_guarded(func, forbidden, *args, name=name, **kwargs)
+    except CheckFailure:
+        raise
+    except NotImplementedError:
+        raise NotImplementedYetError.for_function(name) from None
+    except Exception as exc:
+        where = f"\n  {context}" if context else ""
+        raise LearnerError(f"{name} raised {type(exc).__name__}: {exc}{where}") from exc
+
+
 def _delegation_message(name: str, ref: str) -> str:
     return (f"{name} called the reference implementation {ref}. This exercise asks you to "
             f"write it yourself: remove that call (other stablegrad functions are fine).")
@@ -275,7 +300,10 @@ def compare(got, expected, *, spec=None, rtol: float = 1e-7, atol: float = 0.0,
     ``max|got - expected| <= atol + rtol * max|expected|`` (a norm-wise
     relative test, so that vanishing gradients of size 1e-20 are compared as
     strictly as gradients of size 1). Floats follow the same rule. Tuples and
-    lists must have the same length, dicts the same keys.
+    lists must have the same length, dicts the same keys. Booleans (``bool``
+    and boolean arrays) must be booleans and equal exactly. ``nan`` equals
+    ``nan`` and ``inf`` equals ``inf`` of the same sign; any other
+    non-finite value, in either output, is a mismatch at its index.
 
     Parameters
     ----------
@@ -329,6 +357,14 @@ def compare(got, expected, *, spec=None, rtol: float = 1e-7, atol: float = 0.0,
         return None
     if isinstance(expected, np.ndarray):
         return _compare_arrays(got, expected, label, like, rtol, atol, check_dtype, elementwise)
+    if isinstance(expected, (bool, np.bool_)):  # before numbers.Real, which includes bool
+        if isinstance(got, np.ndarray) and got.ndim == 0:
+            got = got[()]
+        if not isinstance(got, (bool, np.bool_)):
+            return _Mismatch(WrongTypeError, label, f"is a {type(got).__name__}; expected a bool")
+        if bool(got) != bool(expected):
+            return _Mismatch(WrongValueError, label, f"is {bool(got)}; expected {bool(expected)}")
+        return None
     if isinstance(expected, numbers.Real):
         if isinstance(got, np.ndarray) and got.ndim == 0:
             got = got[()]
@@ -351,6 +387,16 @@ def _compare_arrays(got, expected, label, like, rtol, atol, check_dtype, element
         why = f", the shape of {like}" if like else ""
         return _Mismatch(WrongShapeError, label,
                          f"has shape {got.shape}; expected {expected.shape}{why}")
+    if expected.dtype.kind == "b":
+        if got.dtype.kind != "b":
+            return _Mismatch(WrongTypeError, label, f"has dtype {got.dtype}; expected bool")
+        if np.array_equal(got, expected):
+            return None
+        idx = tuple(int(i) for i in np.argwhere(got != expected)[0])
+        where = f" at index {idx}" if idx else ""
+        return _Mismatch(WrongValueError, label,
+                         f"is off{where} (yours {bool(got[idx])}, expected {bool(expected[idx])}; "
+                         f"{int((got != expected).sum())} of {got.size} entries differ)")
     if got.dtype.kind not in "fiu":
         return _Mismatch(WrongTypeError, label, f"has dtype {got.dtype}; expected {expected.dtype}")
     if check_dtype and expected.dtype.kind == "f" and got.dtype != expected.dtype:
@@ -363,15 +409,20 @@ def _compare_arrays(got, expected, label, like, rtol, atol, check_dtype, element
 def _compare_values(got, expected, label, rtol, atol, elementwise=False):
     got64 = got.astype(np.float64)
     exp64 = expected.astype(np.float64)
-    finite = np.isfinite(got64)
-    if not finite.all() and np.isfinite(exp64).all():
-        idx = tuple(int(i) for i in np.argwhere(~finite)[0])
+    finite = np.isfinite(exp64)
+    # a non-finite entry (in either output) must be matched exactly: nan by nan, inf by inf
+    same = (got64 == exp64) | (np.isnan(got64) & np.isnan(exp64))
+    odd = ~(finite & np.isfinite(got64)) & ~same
+    if odd.any():
+        idx = tuple(int(i) for i in np.argwhere(odd)[0])
         at = f" at index {idx}" if got.ndim else ""
-        return _Mismatch(WrongValueError, label,
-                         f"contains {got64[idx]}{at} ({int((~finite).sum())} non-finite "
-                         f"entries); the expected values are all finite")
+        if finite.all():
+            return _Mismatch(WrongValueError, label,
+                             f"contains {got64[idx]}{at} ({int((~np.isfinite(got64)).sum())} "
+                             f"non-finite entries); the expected values are all finite")
+        return _Mismatch(WrongValueError, label, f"is {got64[idx]}{at}; expected {exp64[idx]}")
+    got64, exp64 = np.where(finite, got64, 0.0), np.where(finite, exp64, 0.0)  # the rest agree
     err = np.abs(got64 - exp64)
-    err = np.where(np.isnan(err), 0.0, err)  # both NaN or both inf: nothing to report
     if elementwise:
         allowed = atol + rtol * np.abs(exp64)
         excess = err - allowed
@@ -400,9 +451,27 @@ def _changed_input(before, after, names) -> str | None:
     """Describe the first argument that differs from its copy taken before the call."""
     for k, (b, a) in enumerate(zip(before, after)):
         name = names[k] if k < len(names) else f"argument {k + 1}"
-        if compare(a, b, rtol=0.0) is not None:
+        if compare(_comparable(a), _comparable(b), rtol=0.0) is not None:
             return name
     return None
+
+
+def _comparable(x):
+    """``x`` with the objects an input check cannot compare replaced by None.
+
+    A random generator advances by design when it is used, and an object
+    without ``==`` of its own (a ``functools.partial``, say) only equals
+    itself, never the deep copy the function was given.
+    """
+    if isinstance(x, dict):
+        return {k: _comparable(v) for k, v in x.items()}
+    if _is_sequence(x):
+        return [_comparable(v) for v in x]
+    if isinstance(x, (np.random.Generator, np.random.BitGenerator, np.random.RandomState)):
+        return None
+    if type(x).__eq__ is object.__eq__:
+        return None
+    return x
 
 
 # =========================================================================== the check
@@ -482,9 +551,7 @@ def check_against_reference(func: Callable, reference: Callable, cases: Sequence
         except CheckFailure:
             raise
         except NotImplementedError:
-            raise NotImplementedYetError(
-                f"{name} is not implemented yet: replace `raise NotImplementedError()` with "
-                f"your code.") from None
+            raise NotImplementedYetError.for_function(name) from None
         except Exception as exc:
             message = f"{name} raised {type(exc).__name__}: {exc}\n  case: {case.label}"
             matched = _mistakes_raising(exc, case, mistakes)

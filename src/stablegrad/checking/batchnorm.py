@@ -85,9 +85,7 @@ def bn_forward_case(rng: np.random.Generator, n: int, d: int, *, train: bool = T
     if eps is not None:
         kwargs["eps"] = eps
     extra = (", training mode" if train else ", inference mode") + "".join(f", {k}={v:g}" for k, v in kwargs.items())
-    # train is passed as np.bool_: the generic input-modification check compares arguments with
-    # compare(), which rejects Python bools ("is a bool; expected a real number")
-    return Case(_describe(n, d, loc, scale, dtype, extra), (x, gamma, beta, running, np.bool_(train)), kwargs,
+    return Case(_describe(n, d, loc, scale, dtype, extra), (x, gamma, beta, running, train), kwargs,
                 ("x", "gamma", "beta", "running", "train"))
 
 
@@ -103,7 +101,6 @@ def bn_backward_case(rng: np.random.Generator, n: int, d: int, *, train: bool = 
     running = RunningStats((loc + scale * rng.standard_normal(d)).astype(dtype),
                            (scale ** 2 * rng.uniform(0.5, 2.0, d)).astype(dtype))
     _, cache, _ = normalization.batchnorm_forward(x, gamma, beta, running, train=train)
-    cache = cache._replace(train=np.bool_(cache.train))   # see bn_forward_case: compare() rejects Python bools
     g = (np.zeros((n, d)) if dout == "zeros" else rng.standard_normal((n, d))).astype(dtype)
     extra = ("" if train else ", inference mode") + ("" if dout == "normal" else f", dout = {dout}")
     return Case(_describe(n, d, loc, scale, dtype, extra), (g, cache), {}, ("dout", "cache"))

@@ -27,8 +27,8 @@ import numpy as np
 
 from stablegrad import clipping, network
 from stablegrad.checking import (
-    Case, CheckFailure, LearnerError, Mistake, NotImplementedYetError, Out,
-    WrongTypeError, WrongValueError, call_guarded, check_against_reference,
+    Case, CheckFailure, Mistake, NotImplementedYetError, Out,
+    WrongTypeError, WrongValueError, call_guarded, call_learner, check_against_reference,
 )
 from stablegrad.datasets import linear_regression
 from stablegrad.init import uniform
@@ -345,15 +345,7 @@ def _leaves(x):
 
 
 def _call(func, forbid, name, *args):
-    try:
-        return call_guarded(func, forbid, *args, name=name)
-    except CheckFailure:
-        raise
-    except NotImplementedError:
-        raise NotImplementedYetError(
-            f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code.") from None
-    except Exception as exc:
-        raise LearnerError(f"{name} raised {type(exc).__name__}: {exc}") from exc
+    return call_learner(func, forbid, *args, name=name)
 
 
 def _clipped_part(out, kind):
@@ -433,8 +425,7 @@ def _check_contract(func, kind: str, name: str, threshold_name: str, forbid, rng
                         f"message does not name the tensor: {str(exc)!r}. Put its key in the message.") from None
                 continue
             if isinstance(exc, NotImplementedError):
-                raise NotImplementedYetError(f"{name} is not implemented yet: replace `raise "
-                                             f"NotImplementedError()` with your code.") from None
+                raise NotImplementedYetError.for_function(name) from None
             raise WrongTypeError(
                 f"{name} raised {type(exc).__name__} for a gradient containing {bad_value}; it must raise "
                 f"NonFiniteGradientError (from stablegrad.clipping), the package's contract.") from None
@@ -632,16 +623,8 @@ def _step_nonfinite_case():
 
 def _wrapped_learner_step(func, forbid, name):
     def step(model, x, y, lr, max_norm):
-        try:
-            out = call_guarded(func, forbid, model, x, y, lr, max_norm, name=name)
-        except CheckFailure:
-            raise
-        except NotImplementedError:
-            raise NotImplementedYetError(f"{name} is not implemented yet: replace `raise "
-                                         f"NotImplementedError()` with your code.") from None
-        except Exception as exc:
-            raise LearnerError(f"{name} raised {type(exc).__name__}: {exc}\n  during the exploding "
-                               f"experiment") from exc
+        out = call_learner(func, forbid, model, x, y, lr, max_norm, name=name,
+                           context="during the exploding experiment")
         new_model, loss, norm = out if isinstance(out, tuple) and len(out) == 3 else (None, None, None)
         if not isinstance(new_model, network.MLP):
             _unpack_step(out, name)
@@ -677,8 +660,7 @@ def check_clipped_sgd_step(func: Callable, cases: Sequence[Case] | None = None, 
         if _is_nonfinite_error(exc):
             pass
         elif isinstance(exc, NotImplementedError):
-            raise NotImplementedYetError(f"{name} is not implemented yet: replace `raise "
-                                         f"NotImplementedError()` with your code.") from None
+            raise NotImplementedYetError.for_function(name) from None
         else:
             raise WrongTypeError(f"{name} raised {type(exc).__name__} for a model whose loss overflows to inf; "
                                  f"expected NonFiniteGradientError (clip_by_global_norm raises it for you).") from None

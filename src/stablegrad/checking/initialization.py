@@ -57,8 +57,8 @@ import numpy as np
 
 from stablegrad import activations, init
 from stablegrad.checking import (
-    Case, CheckFailure, LearnerError, Mistake, NotImplementedYetError, Out, WrongShapeError,
-    WrongTypeError, WrongValueError, call_guarded, check_against_reference,
+    Case, Mistake, Out, WrongShapeError, WrongTypeError, WrongValueError, call_learner,
+    check_against_reference,
 )
 
 __all__ = [
@@ -272,16 +272,8 @@ def init_sample_cases(name: str | None = None) -> list[tuple[int, int]]:
 
 
 def _call(func, name, fan_in, fan_out, rng):
-    try:
-        return call_guarded(func, _ALL_INITIALIZERS, fan_in, fan_out, rng, name=name)
-    except CheckFailure:
-        raise
-    except NotImplementedError:
-        raise NotImplementedYetError(
-            f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code.") from None
-    except Exception as exc:
-        raise LearnerError(f"{name} raised {type(exc).__name__}: {exc}\n"
-                           f"  case: fan_in={fan_in}, fan_out={fan_out}") from exc
+    return call_learner(func, _ALL_INITIALIZERS, fan_in, fan_out, rng, name=name,
+                        context=f"case: fan_in={fan_in}, fan_out={fan_out}")
 
 
 def _same_global_state(a, b) -> bool:
@@ -667,27 +659,19 @@ def _initializer(spec):
 
 def stack_variance_case(rng_input: np.random.Generator, n: int, width: int, depth: int, activation: str,
                         initializer, seed: int, *, input_scale: float = 1.0) -> Case:
-    """An input for ``activation_variances``: ``x``, an initializer spec, ``depth``, ``activation``, a seed.
+    """An input ``(x, initializer, depth, activation, rng)`` for ``activation_variances``.
 
     ``initializer`` is ``"he_normal"``, ``"xavier_normal"``, ``"xavier_uniform"``,
-    ``("normal", std)`` or ``("uniform", a)``; the check turns it into the callable
-    and ``seed`` into a fresh ``np.random.default_rng(seed)`` for every call, so
-    that the learner's function and the reference draw the same weights.
+    ``("normal", std)`` or ``("uniform", a)``, turned into the callable; ``rng``
+    is ``np.random.default_rng(seed)``. Every call gets its own copy of the
+    generator, so the learner's function and the reference draw the same weights.
     """
     x = input_scale * rng_input.standard_normal((n, width))
-    _, label = _initializer(initializer)
+    fn, label = _initializer(initializer)
     return Case(f"{activation}, {depth} layers of width {width}, N={n}, initializer {label}"
                 + (f", input scale {input_scale:g}" if input_scale != 1 else ""),
-                (x, initializer, depth, activation, seed), {},
-                ("x", "initializer", "depth", "activation", "seed"))
-
-
-def _with_generator(fn):
-    """``fn(x, initializer, depth, activation, rng)`` called from a case's specs."""
-    def call(x, initializer, depth, activation, seed):
-        return fn(x, _initializer(initializer)[0], depth, activation, np.random.default_rng(seed))
-    call.__name__ = getattr(fn, "__name__", "activation_variances")
-    return call
+                (x, fn, depth, activation, np.random.default_rng(seed)), {},
+                ("x", "initializer", "depth", "activation", "rng"))
 
 
 def stack_variance_cases(seed: int = 0) -> list[Case]:
@@ -790,10 +774,9 @@ def check_activation_variances(func: Callable, cases: Sequence[Case] | None = No
     ``initializer(n, n, rng)`` per layer, layer 1 first, nothing else drawn.
     """
     check_against_reference(
-        _with_generator(func), _with_generator(init.activation_variances),
-        stack_variance_cases() if cases is None else cases,
+        func, init.activation_variances, stack_variance_cases() if cases is None else cases,
         name="activation_variances", spec=Out("variances", like="(depth,): one per layer"),
-        mistakes=[Mistake(m.description, _with_generator(m.fn)) for m in ACTIVATION_VARIANCE_MISTAKES],
+        mistakes=ACTIVATION_VARIANCE_MISTAKES,
         forbid=[init.activation_variances, init.measure_variances], rtol=1e-7, elementwise=True, quiet=quiet)
 
 

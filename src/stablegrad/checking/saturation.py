@@ -39,10 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stablegrad import activations
-from stablegrad.checking import (
-    Case, CheckFailure, DelegationError, Mistake, NotImplementedYetError, Out, call_guarded,
-    check_against_reference,
-)
+from stablegrad.checking import Case, CheckFailure, Mistake, Out, call_guarded, check_against_reference
 
 __all__ = [
     "NumericalWarningError", "SimulationMismatchError",
@@ -68,60 +65,15 @@ class SimulationMismatchError(CheckFailure):
 
 # =========================================================================== helpers
 
-def _same_output(got, wrong) -> bool:
-    """Exact-enough equality that also matches NaN with NaN and booleans with booleans."""
-    if isinstance(wrong, np.ndarray) or isinstance(got, np.ndarray):
-        if not (isinstance(got, np.ndarray) and isinstance(wrong, np.ndarray)):
-            return False
-        if got.shape != wrong.shape or got.dtype != wrong.dtype:
-            return False
-        if got.dtype.kind == "b":
-            return bool(np.array_equal(got, wrong))
-        return bool(np.allclose(got, wrong, rtol=1e-6, atol=0.0, equal_nan=True))
-    try:
-        return math.isclose(float(got), float(wrong), rel_tol=1e-9) or (math.isnan(float(got))
-                                                                         and math.isnan(float(wrong)))
-    except (TypeError, ValueError):
-        return False
+def _check(func: Callable, reference: Callable, cases: Sequence[Case], **options) -> None:
+    """:func:`check_against_reference`, quiet about NumPy warnings (a mistake may overflow while being matched).
 
-
-def _check(func: Callable, reference: Callable, cases: Sequence[Case], *, name: str,
-           mistakes: Sequence[Mistake], forbid: Sequence[Callable], **options) -> None:
-    """:func:`check_against_reference`, quiet about NumPy warnings, naming NaN and dtype mistakes too.
-
-    The generic comparison cannot tell which mistake produced a ``nan`` or a
-    boolean array; when its message names none, the failing case is re-run
-    and compared exactly (NaN equal to NaN, same dtype) with every mistake.
+    Mistakes whose output contains ``nan`` or is a boolean array are named by
+    the generic comparison, which matches ``nan`` with ``nan`` and booleans exactly.
     """
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a mistake may overflow while being matched
-        try:
-            check_against_reference(func, reference, cases, name=name, mistakes=mistakes, forbid=forbid,
-                                    **options)
-        except CheckFailure as failure:
-            text = str(failure)
-            if "common mistake" in text or isinstance(failure, (NotImplementedYetError, DelegationError)):
-                raise
-            case = next((c for c in cases if f"case: {c.label}" in text), None)
-            if case is None:
-                raise
-            try:
-                got = call_guarded(func, forbid, *copy.deepcopy(case.args), name=name,
-                                   **copy.deepcopy(case.kwargs))
-            except Exception:
-                raise failure from None
-            matched = []
-            for mistake in mistakes:
-                try:
-                    wrong = mistake.fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
-                except Exception:
-                    continue
-                if _same_output(got, wrong):
-                    matched.append(mistake.description)
-            if not matched:
-                raise
-            raise type(failure)(text + "\n  This matches a common mistake: " + "; or ".join(matched) + ".") \
-                from None
+        warnings.simplefilter("ignore", RuntimeWarning)
+        check_against_reference(func, reference, cases, **options)
 
 
 # =========================================================================== inputs
