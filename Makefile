@@ -28,10 +28,9 @@ export MKL_NUM_THREADS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/ex*))
-SUBMITTED = $(sort $(notdir $(wildcard submitted/*/ex*)))
 PYTEST := pytest -p no:cacheprovider --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help setup book test test-package test-chapters test-solutions release grade bench clean
+.PHONY: help setup system-deps book test test-package test-chapters test-solutions release collect grade check bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,10 +51,22 @@ book: setup  ## build the HTML book into _build/html (offline; warnings are erro
 	@echo
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
-test: setup  ## run the whole suite: package, book, grading pipeline, chapters (nbval), solutions
+test: setup system-deps  ## run the whole suite: package, book, grading pipeline, chapters (nbval), solutions
 	$(MAKE) --no-print-directory test-package test-chapters test-solutions
 
-test-package: setup  ## pytest tests/: the package, the book build, nbgrader end to end
+# Debian packages the grading tests need: bubblewrap (the kernel sandbox), util-linux (setpriv, prlimit)
+# and postgresql (a real server for the shared-gradebook test). Installed with apt-get when missing.
+SYSTEM_DEPS_CHECK := command -v bwrap && command -v setpriv && command -v prlimit \
+	&& ls /usr/lib/postgresql/*/bin/initdb
+system-deps:  ## install the Debian packages grading needs (bubblewrap, util-linux, postgresql) if missing
+	@{ $(SYSTEM_DEPS_CHECK); } >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+	    || { echo "Install bubblewrap, util-linux and postgresql (Debian/Ubuntu: apt-get install), or run as root."; exit 1; }; \
+	  echo "Installing bubblewrap util-linux postgresql with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    bubblewrap util-linux postgresql >/dev/null; }
+
+test-package: setup system-deps  ## pytest tests/: the package, the book build, nbgrader end to end
 	$(PYTEST) -n 2 --dist loadgroup tests
 
 test-chapters: setup  ## re-execute every chapter and compare with its committed outputs
@@ -64,21 +75,19 @@ test-chapters: setup  ## re-execute every chapter and compare with its committed
 test-solutions: setup  ## run every solution notebook: all cells run and all tests pass
 	$(PYTEST) -n 2 --dist loadfile --nbval-lax solutions
 
-release: setup  ## regenerate exercises/ from solutions/ (nbgrader generate_assignment)
-	@# A failed --force generation can leave exercises/<id> deleted: restore the committed release then.
-	@for id in $(ASSIGNMENTS); do \
-	  nbgrader generate_assignment "$$id" --force --log-level=WARN \
-	    || { git checkout -- "exercises/$$id" 2>/dev/null; echo "release of $$id failed"; exit 1; }; \
-	done
-	@echo "Released: $(ASSIGNMENTS)"
+release: setup  ## regenerate exercises/ from solutions/ (a failed generation restores exercises/<id> from git)
+	course release
 
-grade: setup  ## autograde submitted/<student>/<id>/, export grades.csv, generate feedback
-	@test -n "$(SUBMITTED)" || { echo "nothing in submitted/<student>/<assignment>/ to grade"; exit 1; }
-	@test -f gradebook.db || $(MAKE) --no-print-directory release
-	@for id in $(SUBMITTED); do nbgrader autograde "$$id" --log-level=WARN || exit 1; done
-	nbgrader export --log-level=WARN
-	@for id in $(SUBMITTED); do nbgrader generate_feedback "$$id" --log-level=WARN || exit 1; done
-	@echo "Grades: $(CURDIR)/grades.csv   Feedback: $(CURDIR)/feedback/<student>/<assignment>/"
+collect: setup  ## copy DIR/<student>/<assignment>/<assignment>.ipynb into submitted/ (make collect DIR=...)
+	@test -n "$(DIR)" || { echo "usage: make collect DIR=folder/<student>/<assignment>/"; exit 2; }
+	course collect "$(DIR)"
+
+grade: setup  ## autograde new submissions in parallel and sandboxed, export grades.csv, generate feedback
+	course grade $(if $(JOBS),--jobs $(JOBS))
+
+check: setup  ## run a notebook's visible tests; fails when one fails, naming it (make check NB=...)
+	@test -n "$(NB)" || { echo "usage: make check NB=exercises/<id>/<id>.ipynb"; exit 2; }
+	course check "$(NB)"
 
 bench: setup  ## measure set-up, build, test and autograde times (prints the figures quoted in README)
 	python tests/benchmarks/course_speed.py

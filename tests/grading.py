@@ -418,3 +418,19 @@ class CourseCopy:
 def visible_text(page: str) -> str:
     """Feedback HTML with entities decoded, so that code can be searched for verbatim."""
     return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+# --------------------------------------------------------------------------- the course CLI (src/coursegrade)
+
+def course_env(course: CourseCopy) -> dict:
+    """The course copy's environment with ``src/`` importable (``coursegrade``) and no external gradebook."""
+    env = dict(course.env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "src"), env.get("PYTHONPATH")) if p)
+    env.pop("COURSE_DB_URL", None)
+    return env
+
+
+def run_course(course: CourseCopy, *args: str, env: dict | None = None, timeout: float = 600):
+    """Run ``course ARGS...`` (``python -m coursegrade.cli``) in the course copy; return the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "coursegrade.cli", *args], cwd=course.path,
+                          env=env or course_env(course), capture_output=True, text=True, timeout=timeout)
