@@ -92,6 +92,10 @@ class Policy:
         return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+# Replaced by a private, size-limited tmpfs in every sandbox.
+PRIVATE_TMPFS = (Path("/tmp"), Path("/dev/shm"))
+
+
 def _inside(path: Path, roots) -> bool:
     return any(path == r or r in path.parents for r in roots)
 
@@ -109,7 +113,9 @@ def default_policy(course_root: Path, scratch_root: Path, runtime_dir: Path, uid
         except ImportError:
             continue
         wanted.add(Path(spec).resolve().parent.parent)  # the directory on sys.path (src/ or site-packages)
-    expose = sorted(str(p) for p in wanted if _inside(p, hide))
+    # /tmp and /dev/shm become private tmpfs mounts too (wrap_command): a venv that lives there (a
+    # checkout under /tmp, as on some CI machines) must be bound back like one under the course root.
+    expose = sorted(str(p) for p in wanted if _inside(p, [*hide, *PRIVATE_TMPFS]))
     return Policy(hide=[str(p) for p in hide], expose=expose, runtime_dir=str(runtime_dir), uid=uid, **limits)
 
 
@@ -123,7 +129,7 @@ def wrap_command(policy: Policy, workdir: str, command: list[str]) -> list[str]:
             "--perms", "1777", "--size", str(policy.tmp_bytes), "--tmpfs", "/dev/shm"]
     for path in policy.hide:
         argv += ["--tmpfs", path]
-    hidden = [Path(h) for h in policy.hide]
+    hidden = [*(Path(h) for h in policy.hide), *PRIVATE_TMPFS]
     for path in policy.expose:
         # bwrap would create the missing parents with the modes of the originals (/root/.pyenv is
         # 0700): make them traversable for the kernel's uid.
