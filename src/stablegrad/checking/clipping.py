@@ -232,48 +232,45 @@ CLIP_BY_NORM_MISTAKES = [
 ]
 
 
-def _gn_per_tensor(grads, max_norm):
+def _tensor_norm(g) -> float:
+    """||g||, scaled by the largest entry first so that entries near 1e200 do not overflow."""
+    m = float(np.max(np.abs(g)))
+    return m * float(np.sqrt(np.sum((np.asarray(g, np.float64) / m) ** 2))) if m > 0 else 0.0
+
+
+def _global_norm_parts(grads):
+    """What every global-norm mistake below starts with, done right: keys, arrays, the global norm
+    before clipping (overflow-safe) and the rounding allowance; non-finite tensors raise as the
+    package does."""
     from stablegrad.clipping import NonFiniteGradientError
     keys = list(grads) if isinstance(grads, dict) else list(range(len(grads)))
     arrays = [grads[k] for k in keys]
     for k, g in zip(keys, arrays):
         if not np.all(np.isfinite(g)):
             raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-    m = max(float(np.max(np.abs(g))) for g in arrays)
+    m = max(float(np.max(np.abs(g))) for g in arrays)   # scale by the largest entry of all tensors
     norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, np.float64) / m) ** 2) for g in arrays))) if m > 0 else 0.0
     eps = max(float(np.finfo(g.dtype).eps) for g in arrays)
+    return keys, arrays, norm, eps
+
+
+def _gn_per_tensor(grads, max_norm):
+    keys, arrays, norm, eps = _global_norm_parts(grads)
     out = []
     for g in arrays:                                                      # one factor per tensor
-        mg = float(np.max(np.abs(g)))
-        n = mg * float(np.sqrt(np.sum((np.asarray(g, np.float64) / mg) ** 2))) if mg > 0 else 0.0
+        n = _tensor_norm(g)
         out.append(g.copy() if n <= max_norm * (1 + 8 * eps) else (g * (max_norm / n)).astype(g.dtype))
     return (dict(zip(keys, out)) if isinstance(grads, dict) else out), norm
 
 
 def _gn_no_min(grads, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    keys = list(grads) if isinstance(grads, dict) else list(range(len(grads)))
-    arrays = [grads[k] for k in keys]
-    for k, g in zip(keys, arrays):
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-    m = max(float(np.max(np.abs(g))) for g in arrays)
-    norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, np.float64) / m) ** 2) for g in arrays))) if m > 0 else 0.0
-    eps = max(float(np.finfo(g.dtype).eps) for g in arrays)
+    keys, arrays, norm, eps = _global_norm_parts(grads)
     out = [(g * (max_norm / norm)).astype(g.dtype) for g in arrays]      # no min(1, .)
     return (dict(zip(keys, out)) if isinstance(grads, dict) else out), norm
 
 
 def _gn_norm_after(grads, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    keys = list(grads) if isinstance(grads, dict) else list(range(len(grads)))
-    arrays = [grads[k] for k in keys]
-    for k, g in zip(keys, arrays):
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-    m = max(float(np.max(np.abs(g))) for g in arrays)
-    norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, np.float64) / m) ** 2) for g in arrays))) if m > 0 else 0.0
-    eps = max(float(np.finfo(g.dtype).eps) for g in arrays)
+    keys, arrays, norm, eps = _global_norm_parts(grads)
     if norm <= max_norm * (1 + 8 * eps):
         out = [g.copy() for g in arrays]
     else:
@@ -283,15 +280,7 @@ def _gn_norm_after(grads, max_norm):
 
 
 def _gn_in_place(grads, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    keys = list(grads) if isinstance(grads, dict) else list(range(len(grads)))
-    arrays = [grads[k] for k in keys]
-    for k, g in zip(keys, arrays):
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-    m = max(float(np.max(np.abs(g))) for g in arrays)
-    norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, np.float64) / m) ** 2) for g in arrays))) if m > 0 else 0.0
-    eps = max(float(np.finfo(g.dtype).eps) for g in arrays)
+    keys, arrays, norm, eps = _global_norm_parts(grads)
     if norm > max_norm * (1 + 8 * eps):
         for g in arrays:
             g *= max_norm / norm                                          # the caller's arrays
@@ -299,19 +288,8 @@ def _gn_in_place(grads, max_norm):
 
 
 def _gn_sum_of_norms(grads, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    keys = list(grads) if isinstance(grads, dict) else list(range(len(grads)))
-    arrays = [grads[k] for k in keys]
-    for k, g in zip(keys, arrays):
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-    m = max(float(np.max(np.abs(g))) for g in arrays)
-    norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, np.float64) / m) ** 2) for g in arrays))) if m > 0 else 0.0
-    eps = max(float(np.finfo(g.dtype).eps) for g in arrays)
-    norm = 0.0
-    for g in arrays:                                                      # sum of norms, not root of squares
-        mg = float(np.max(np.abs(g)))
-        norm += mg * float(np.sqrt(np.sum((np.asarray(g, np.float64) / mg) ** 2))) if mg > 0 else 0.0
+    keys, arrays, norm, eps = _global_norm_parts(grads)
+    norm = sum(_tensor_norm(g) for g in arrays)                          # sum of norms, not root of squares
     if norm <= max_norm * (1 + 8 * eps):
         out = [g.copy() for g in arrays]
     else:
