@@ -12,6 +12,7 @@ Each module covers one concept and can be read in one sitting:
 - ``diagnostics``   per-layer gradient norms, saturation, update-to-data ratio
 - ``datasets``      seeded toy data sets (two moons, regression, classification)
 - ``plotting``      chapter figures; every function returns the data it drew
+- ``seeds``         statistics over seeds (median and range) for anything that passes through training
 - ``checking``      learner-facing comparisons with diagnostic messages
 """
 
