@@ -28,7 +28,11 @@ export MKL_NUM_THREADS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/ex*))
-PYTEST := pytest -p no:cacheprovider --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# nbval runs each notebook from its own folder with the book's per-cell timeout (_config.yml execute.timeout),
+# the conditions myst-nb executes chapters under in `make book`.
+NBVAL_CELL_TIMEOUT := $(shell sed -n 's/^  timeout: *\([0-9]*\).*/\1/p' _config.yml)
+PYTEST := pytest -p no:cacheprovider --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	--nbval-cell-timeout $(NBVAL_CELL_TIMEOUT)
 
 .PHONY: help setup system-deps book test test-package test-chapters test-solutions release collect grade check bench clean
 
@@ -46,13 +50,21 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 setup: $(STAMP)  ## create .venv from uv.lock (book, grading and test groups; stablegrad editable)
 
-book: setup  ## build the HTML book into _build/html (offline; warnings are errors)
-	jupyter-book build . -W -n --keep-going
+# --all re-reads every page: a chapter whose execution failed is not in the execution cache, so it is
+# executed (and fails) again on every build instead of being skipped as "unchanged" by Sphinx; chapters
+# that executed successfully still come from the cache. Without it a second `make book` exits 0.
+book: setup  ## build the HTML book into _build/html (offline; warnings are errors; fails if a chapter fails)
+	jupyter-book build . -W -n --keep-going --all
 	@echo
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
-test: setup system-deps  ## run the whole suite: package, book, grading pipeline, chapters (nbval), solutions
-	$(MAKE) --no-print-directory test-package test-chapters test-solutions
+# Every part runs even when an earlier one fails; the exit status is non-zero if any part failed.
+TEST_PARTS := test-package test-chapters test-solutions
+test: setup system-deps  ## run the whole suite: package, book, grading, portability harness, chapters, solutions
+	@failed=""; for part in $(TEST_PARTS); do \
+	  $(MAKE) --no-print-directory $$part || failed="$$failed $$part"; done; \
+	if [ -n "$$failed" ]; then echo; echo "make test FAILED in:$$failed"; exit 1; fi; \
+	echo; echo "make test: all parts passed ($(TEST_PARTS))"
 
 # Debian packages the grading tests need: bubblewrap (the kernel sandbox), util-linux (setpriv, prlimit)
 # and postgresql (a real server for the shared-gradebook test). Installed with apt-get when missing.
@@ -66,7 +78,7 @@ system-deps:  ## install the Debian packages grading needs (bubblewrap, util-lin
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    bubblewrap util-linux postgresql >/dev/null; }
 
-test-package: setup system-deps  ## pytest tests/: the package, the book build, nbgrader end to end
+test-package: setup system-deps  ## pytest tests/: package, book build, nbgrader end to end, portability harness
 	$(PYTEST) -n 2 --dist loadgroup tests
 
 test-chapters: setup  ## re-execute every chapter and compare with its committed outputs

@@ -400,3 +400,37 @@ def test_a_cell_error_in_a_chapter_fails_the_build(fixture_book, pycache):
     assert any("bad.ipynb" in w for w in build.warnings()), build.log[-3000:]
     report = fixture_book / "_build" / "html" / "reports" / "chapters" / "bad.err.log"
     assert "chapter cell failed on purpose" in report.read_text(), "the traceback report names the error"
+
+
+def make_book_arguments() -> list[str]:
+    """The arguments ``make book`` passes to ``jupyter-book build`` (read from the Makefile itself)."""
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "book"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    lines = [ln.split() for ln in dry.stdout.splitlines() if ln.startswith("jupyter-book build")]
+    assert len(lines) == 1, f"make book should run one jupyter-book build:\n{dry.stdout}{dry.stderr}"
+    return [a for a in lines[0][3:] if a != "."]
+
+
+def test_make_book_fails_again_on_a_second_build_after_a_chapter_failed(fixture_book, pycache):
+    """A failed execution is not cached: every later ``make book`` executes the chapter again and fails.
+
+    Sphinx alone would skip the unchanged page on the second build and print "build succeeded"."""
+    args = make_book_arguments()
+    assert "-W" in args and "--all" in args, args
+    nbformat.write(make_notebook([("md", "# Bad chapter"), ("code", "assert 1 + 1 == 3, 'claim fails here'")]),
+                   fixture_book / "chapters" / "bad2.ipynb")
+    write_toc(fixture_book, ["chapters/good", "chapters/bad2"])
+    try:
+        builds = []
+        for _ in range(2):
+            cmd = [str(JUPYTER_BOOK), "build", str(fixture_book), *args]
+            builds.append(subprocess.run(cmd, cwd=fixture_book, env=_env(pycache), capture_output=True,
+                                         text=True, timeout=600))
+    finally:
+        write_toc(fixture_book, ["chapters/good"])
+    for n, proc in enumerate(builds, 1):
+        log = ANSI.sub("", proc.stdout + proc.stderr)
+        assert proc.returncode != 0, f"build {n} after a failing chapter exited 0:\n{log[-3000:]}"
+        assert re.search(r"bad2\.ipynb.*Executing notebook failed", log), log[-3000:]
+    # ... while the chapter that succeeded is still served from the execution cache
+    assert not re.search(r"good\.ipynb: Executing notebook", ANSI.sub("", builds[1].stdout + builds[1].stderr))
