@@ -177,3 +177,67 @@ def test_bad_calls_raise_clear_errors(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert message in str(info.value)
+
+
+# --------------------------------------------------------------------------- step size: truncation vs rounding
+
+def _cube(v):
+    return v[0] * v[0] * v[0]  # only + and *: correctly rounded, the same on every machine
+
+
+def test_step_errors_follow_truncation_for_large_steps():
+    # for a cubic the centered difference is exactly f'(x) + eps^2 (f''' = 6): truncation eps^2 f'''/6
+    x = np.array([0.8])
+    eps = np.array([1e-1, 1e-2, 1e-3])
+    errors = gc.step_errors(_cube, x, 3 * x ** 2, eps)
+    assert errors.shape == (3,) and errors.dtype == np.float64
+    truncation, rounding = gc.step_error_model(eps, 0.8 ** 3, 6.0)
+    np.testing.assert_allclose(errors, eps ** 2, rtol=1e-6)           # rounding is < 1e-12 of these
+    np.testing.assert_allclose(truncation, eps ** 2, rtol=1e-15)
+    assert np.all(rounding < 1e-12)
+
+
+def test_step_errors_follow_rounding_for_small_steps():
+    # below the optimum the error grows like u |f| / eps; the model is a typical size (measured 0.4-0.7 of it)
+    points = np.linspace(0.5, 1.0, 21)
+    eps = np.array([1e-7, 1e-8, 1e-9])
+    errors = np.max([gc.step_errors(_cube, np.array([p]), np.array([3 * p * p]), eps) for p in points], axis=0)
+    _, rounding = gc.step_error_model(eps, 1.0, 6.0)
+    assert np.all(errors > 0.1 * rounding) and np.all(errors < 2 * rounding)
+    assert errors[2] > 10 * errors[0] / 2                              # grows as the step shrinks
+
+
+def test_float32_rounding_is_a_million_times_larger():
+    x32 = np.array([0.8], dtype=np.float32)
+    err32 = gc.step_errors(_cube, x32, np.array([3 * float(x32[0]) ** 2]), [1e-6])[0]
+    _, rounding32 = gc.step_error_model(1e-6, float(x32[0]) ** 3, 6.0, np.float32)
+    assert 1e-3 < err32 < 2 * rounding32 < 0.1                         # far above any tolerance near 1e-7
+
+
+def test_optimal_step_minimizes_the_model():
+    for dtype, expected in ((np.float64, 6.9e-6), (np.float32, 5.6e-3)):
+        best = gc.optimal_step(1.0, 1.0, dtype)
+        assert best == pytest.approx(expected, rel=0.02)
+        grid = best * np.logspace(-1, 1, 201)
+        truncation, rounding = gc.step_error_model(grid, 1.0, 1.0, dtype)
+        total = truncation + rounding
+        assert abs(np.log10(grid[np.argmin(total)] / best)) < 0.011    # the grid's resolution
+        u = np.finfo(dtype).eps / 2
+        assert total.min() == pytest.approx(1.5 * u / best, rel=1e-3)
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: gc.step_errors(_cube, np.ones(1), np.ones(2), [1e-6]), ValueError, "step_errors: analytic"),
+    (lambda: gc.step_errors(_cube, np.ones(1), np.ones(1), [0.0]), ValueError, "step_errors: eps_values"),
+    (lambda: gc.step_errors(_cube, np.ones(1), np.ones(1), 1e-6), ValueError, "step_errors: eps_values must have shape (K,)"),
+    (lambda: gc.step_errors(1, np.ones(1), np.ones(1), [1e-6]), TypeError, "step_errors: f must be callable"),
+    (lambda: gc.step_error_model([-1.0], 1.0, 1.0), ValueError, "step_error_model: eps"),
+    (lambda: gc.step_error_model(1e-6, 0.0, 1.0), ValueError, "step_error_model: f_scale"),
+    (lambda: gc.step_error_model(1e-6, 1.0, 1.0, np.int32), TypeError, "step_error_model: dtype"),
+    (lambda: gc.optimal_step(1.0, 0.0), ValueError, "optimal_step: third_derivative"),
+    (lambda: gc.optimal_step(1.0, 1.0, "banana"), TypeError, "optimal_step: dtype"),
+])
+def test_step_functions_reject_bad_input(call, exc, message):
+    with pytest.raises(exc) as info:
+        call()
+    assert message in str(info.value)

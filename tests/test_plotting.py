@@ -178,3 +178,42 @@ def test_plot_timings():
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["staged", "compact"]
     with pytest.raises(ValueError, match="unit must be one of"):
         plot_timings(times, unit="h")
+
+
+def test_plot_layer_bands_returns_what_it_drew():
+    from stablegrad.plotting import plot_layer_bands
+    values = np.random.default_rng(0).lognormal(size=(50, 6))
+    band = np.quantile(values, [0.1, 0.5, 0.9], axis=0)
+    fig, data = plot_layer_bands({"s = 1": band}, title="t", predicted={"s = 1": np.ones(6)})
+    ax = fig.axes[0]
+    assert set(data) == {"s = 1", "s = 1 (low)", "s = 1 (high)", "s = 1 (predicted)"}
+    np.testing.assert_array_equal(data["s = 1"], band[1])
+    np.testing.assert_array_equal(data["s = 1 (low)"], band[0])
+    np.testing.assert_array_equal(data["s = 1 (high)"], band[2])
+    lines = _lines(ax)
+    np.testing.assert_array_equal(lines["s = 1"].get_ydata(), band[1])
+    np.testing.assert_array_equal(lines["s = 1"].get_xdata(), np.arange(1, 7))
+    assert lines["s = 1 (predicted)"].get_linestyle() == "--"
+    assert lines["s = 1 (predicted)"].get_color() == lines["s = 1"].get_color()
+    assert len(ax.collections) == 1 and ax.get_yscale() == "log" and ax.get_title() == "t"
+    with pytest.raises(ValueError, match=r"plot_layer_bands: bands_by_label\['x'\] must have shape \(3, L\)"):
+        plot_layer_bands({"x": np.ones((2, 4))})
+    with pytest.raises(TypeError, match="plot_layer_bands: bands_by_label must be a non-empty dict"):
+        plot_layer_bands({})
+
+
+def test_plot_step_errors_draws_positive_values_on_log_axes():
+    from stablegrad.plotting import plot_step_errors
+    eps = np.array([1e-2, 1e-4, 1e-6])
+    fig, data = plot_step_errors(eps, {"float64": np.array([1e-4, 0.0, 1e-10])},
+                                 predicted={"float64": np.array([1e-4, 1e-8, 1e-10])})
+    ax = fig.axes[0]
+    assert set(data) == {"eps", "float64", "float64 (predicted)"}
+    np.testing.assert_array_equal(data["eps"], eps)
+    assert np.isnan(data["float64"][1]) and data["float64"][0] == 1e-4   # an exact zero is not drawn
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert _lines(ax)["float64 (predicted)"].get_linestyle() == "--"
+    with pytest.raises(ValueError, match="plot_step_errors: errors_by_label\\['a'\\] must have the shape of eps"):
+        plot_step_errors(eps, {"a": np.ones(2)})
+    with pytest.raises(ValueError, match="plot_step_errors: eps must be finite and > 0"):
+        plot_step_errors(np.array([0.0, 1.0]), {"a": np.ones(2)})

@@ -29,6 +29,7 @@ __all__ = [
     "plot_curves", "plot_layer_gradients", "plot_gradient_history", "plot_training_curves",
     "plot_activation_and_derivative", "plot_activation", "plot_saturation_curve",
     "plot_decision_boundary", "plot_activation_histograms", "plot_timings",
+    "plot_layer_bands", "plot_step_errors",
 ]
 
 _FIGSIZE = (6.4, 4.0)
@@ -510,4 +511,119 @@ def plot_timings(times_by_label, *, unit: str = "ms", title: str | None = None, 
     ax.set_xticks(np.arange(1, len(data) + 1))
     ax.set_xticklabels(list(data.keys()))
     _finish(ax, xlabel="", ylabel=f"time per call ({unit})", title=title, logy=False, legend=False)
+    return fig, data
+
+
+# --------------------------------------------------------------------------- statistics over seeds, step sizes
+
+def plot_layer_bands(bands_by_label, ylabel: str = "|dL/dz_l|", logy: bool = True,
+                     title: str | None = None, *, predicted=None, ax=None):
+    """Median per layer over many seeds, with a shaded band between two quantiles.
+
+    Parameters
+    ----------
+    bands_by_label : dict of str to ndarray of shape (3, L)
+        Rows ``(low, median, high)``, e.g. ``np.quantile(values, [0.1, 0.5, 0.9], axis=0)``
+        for ``values`` of shape (seeds, L). Layer 1 is drawn at x = 1.
+    ylabel : str, default "|dL/dz_l|"
+    logy : bool, default True
+    title : str, optional
+    predicted : dict of str to ndarray of shape (L,), optional
+        Theoretical curves, drawn dashed in the colour of the same label.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    data : dict
+        ``{label: median, label + " (low)": low, label + " (high)": high}`` and
+        ``{label + " (predicted)": values}``; the x values are ``1, ..., L``.
+    """
+    func = "plot_layer_bands"
+    if not isinstance(bands_by_label, Mapping) or len(bands_by_label) == 0:
+        raise TypeError(f"{func}: bands_by_label must be a non-empty dict mapping a label to an array of "
+                        f"shape (3, L); got {type(bands_by_label).__name__}")
+    bands = {}
+    for label, band in bands_by_label.items():
+        if not isinstance(label, str):
+            raise TypeError(f"{func}: bands_by_label keys must be strings (legend labels); got {label!r}")
+        band = as_float_array(band, f"bands_by_label[{label!r}]", func, ndim=2, shape="(3, L)")
+        if band.shape[0] != 3:
+            raise ValueError(f"{func}: bands_by_label[{label!r}] must have shape (3, L) (low, median, high); "
+                             f"got shape {band.shape}")
+        bands[label] = band
+    pred = {} if predicted is None else _series(predicted, func, "predicted")
+    _check_bool(logy, "logy", func)
+    fig, ax = _axes(ax, func)
+    data: dict[str, np.ndarray] = {}
+    colours = {}
+    for label, (low, mid, high) in bands.items():
+        layers = np.arange(1, mid.size + 1)
+        data[label], data[f"{label} (low)"], data[f"{label} (high)"] = _finite(mid), _finite(low), _finite(high)
+        line, = ax.plot(layers, data[label], marker="o", markersize=4, label=label)
+        colours[label] = line.get_color()
+        ax.fill_between(layers, data[f"{label} (low)"], data[f"{label} (high)"], color=line.get_color(),
+                        alpha=0.15, linewidth=0)
+    for label, y in pred.items():
+        key = f"{label} (predicted)"
+        data[key] = _finite(y)
+        ax.plot(np.arange(1, y.size + 1), data[key], linestyle="--", color=colours.get(label), label=key)
+    longest = max([b.shape[1] for b in bands.values()] + [y.size for y in pred.values()])
+    if longest <= 25:
+        ax.set_xticks(np.arange(1, longest + 1))
+    _finish(ax, xlabel="layer (1 = nearest the input)", ylabel=ylabel, title=title, logy=logy)
+    return fig, data
+
+
+def plot_step_errors(eps, errors_by_label, *, predicted=None, ylabel: str = "error of the finite difference",
+                     title: str | None = None, ax=None):
+    """Error of a finite-difference derivative against the step size, on log-log axes.
+
+    Parameters
+    ----------
+    eps : ndarray of shape (K,)
+        Step sizes (> 0), e.g. from :func:`stablegrad.gradcheck.step_errors`.
+    errors_by_label : dict of str to ndarray of shape (K,)
+        Measured errors, drawn with markers. Zeros (an exact hit) are not drawn.
+    predicted : dict of str to ndarray of shape (K,), optional
+        Model curves (e.g. truncation + rounding), drawn dashed; a label that
+        also names a measured curve takes its colour.
+    ylabel, title : str
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    data : dict
+        ``{"eps": eps, label: errors, ...}`` and ``{label + " (predicted)": values}``;
+        entries that were not drawn (zero, negative or non-finite) are NaN.
+    """
+    func = "plot_step_errors"
+    eps = as_float_array(eps, "eps", func, ndim=1, shape="(K,)")
+    if not np.all(np.isfinite(eps) & (eps > 0)):
+        raise ValueError(f"{func}: eps must be finite and > 0; got {eps!r}")
+    series = _series(errors_by_label, func, "errors_by_label", reserved=("eps",))
+    pred = {} if predicted is None else _series(predicted, func, "predicted")
+    for name, group in (("errors_by_label", series), ("predicted", pred)):
+        for label, y in group.items():
+            if y.shape != eps.shape:
+                raise ValueError(f"{func}: {name}[{label!r}] must have the shape of eps {eps.shape}; "
+                                 f"got shape {y.shape}")
+    fig, ax = _axes(ax, func)
+    data = {"eps": eps.astype(np.float64)}
+    colours = {}
+
+    def positive(y):
+        y = _finite(y)
+        y[~(y > 0)] = np.nan
+        return y
+
+    for label, y in series.items():
+        data[label] = positive(y)
+        line, = ax.plot(data["eps"], data[label], marker="o", markersize=4, label=label)
+        colours[label] = line.get_color()
+    for label, y in pred.items():
+        key = f"{label} (predicted)"
+        data[key] = positive(y)
+        ax.plot(data["eps"], data[key], linestyle="--", color=colours.get(label), label=key)
+    ax.set_xscale("log")
+    _finish(ax, xlabel=r"step $\varepsilon$", ylabel=ylabel, title=title, logy=True)
     return fig, data
