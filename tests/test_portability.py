@@ -35,6 +35,8 @@ CELL_TIMEOUT_S = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["
 
 # (chapter, cell id): what varies between machines. The hidden cell that follows asserts the claims.
 EXCLUDED: dict[tuple[str, str], str] = {
+    ("05_clipping.ipynb", "c031"): "the fixes over seeds: final losses after 15 epochs of training",
+    ("05_clipping.ipynb", "c043"): "the clipping-threshold sweep over seeds: final losses after training",
 }
 
 CONFIGS, NOTES = numeric_configs.harness_configs()
