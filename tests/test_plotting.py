@@ -217,3 +217,30 @@ def test_plot_step_errors_draws_positive_values_on_log_axes():
         plot_step_errors(eps, {"a": np.ones(2)})
     with pytest.raises(ValueError, match="plot_step_errors: eps must be finite and > 0"):
         plot_step_errors(np.array([0.0, 1.0]), {"a": np.ones(2)})
+
+
+def test_plot_seed_curves_draws_median_and_range_over_seeds():
+    from stablegrad.plotting import plot_seed_curves
+    from stablegrad.seeds import spread
+    runs = np.array([[1.4, 1.0, 0.5], [1.4, 0.8, 0.3], [1.3, 0.9, 0.7]])   # 3 seeds, 3 epochs
+    fig, data = plot_seed_curves([1, 2, 3], {"BN": runs}, predicted={"BN": np.ones(3)}, xlabel="epoch", title="t")
+    ax = fig.axes[0]
+    assert set(data) == {"x", "BN", "BN (low)", "BN (high)", "BN (predicted)"}
+    s = spread(runs)
+    np.testing.assert_array_equal(data["BN"], s.median)
+    np.testing.assert_array_equal(data["BN (low)"], [1.3, 0.8, 0.3])
+    np.testing.assert_array_equal(data["BN (high)"], [1.4, 1.0, 0.7])
+    lines = _lines(ax)
+    np.testing.assert_array_equal(lines["BN (median of 3)"].get_ydata(), [1.4, 0.9, 0.5])
+    np.testing.assert_array_equal(lines["BN (median of 3)"].get_xdata(), [1, 2, 3])
+    assert lines["BN (predicted)"].get_linestyle() == "--"
+    assert lines["BN (predicted)"].get_color() == lines["BN (median of 3)"].get_color()
+    assert len(ax.collections) == 1 and ax.get_title() == "t" and ax.get_xlabel() == "epoch"
+    with pytest.raises(ValueError, match=r"plot_seed_curves: values_by_label\['a'\] must have shape \(S, n\)"):
+        plot_seed_curves([1, 2], {"a": np.ones((2, 3))})
+    with pytest.raises(ValueError, match="plot_seed_curves: values_by_label\\['a'\\] contains NaN"):
+        plot_seed_curves([1, 2], {"a": np.array([[1.0, np.nan]])})
+    with pytest.raises(TypeError, match="plot_seed_curves: values_by_label must be a non-empty dict"):
+        plot_seed_curves([1, 2], {})
+    with pytest.raises(ValueError, match="plot_seed_curves: predicted\\['a'\\] must have the shape of x"):
+        plot_seed_curves([1, 2], {"a": np.ones((1, 2))}, predicted={"a": np.ones(3)})

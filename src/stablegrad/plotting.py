@@ -29,7 +29,7 @@ __all__ = [
     "plot_curves", "plot_layer_gradients", "plot_gradient_history", "plot_training_curves",
     "plot_activation_and_derivative", "plot_activation", "plot_saturation_curve",
     "plot_decision_boundary", "plot_activation_histograms", "plot_timings",
-    "plot_layer_bands", "plot_step_errors",
+    "plot_layer_bands", "plot_step_errors", "plot_seed_curves",
 ]
 
 _FIGSIZE = (6.4, 4.0)
@@ -626,4 +626,72 @@ def plot_step_errors(eps, errors_by_label, *, predicted=None, ylabel: str = "err
         ax.plot(data["eps"], data[key], linestyle="--", color=colours.get(label), label=key)
     ax.set_xscale("log")
     _finish(ax, xlabel=r"step $\varepsilon$", ylabel=ylabel, title=title, logy=True)
+    return fig, data
+
+
+def plot_seed_curves(x, values_by_label, *, predicted=None, xlabel: str = "x", ylabel: str = "",
+                     logy: bool = False, title: str | None = None, ax=None):
+    """Median over seeds of several curves, with the range (lowest to highest seed) shaded.
+
+    The statistics are those of :func:`stablegrad.seeds.spread`, so a figure and a
+    :func:`stablegrad.seeds.describe` line in the text report the same median and range.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n,)
+        Shared x values (epochs, layers...).
+    values_by_label : dict of str to ndarray of shape (S, n)
+        One row per seed, e.g. the loss per epoch of S runs; NaN is not allowed
+        (a diverged run must be reported, not drawn as a gap).
+    predicted : dict of str to ndarray of shape (n,), optional
+        Theoretical curves, drawn dashed in the colour of the same label.
+    xlabel, ylabel, title : str
+    logy : bool, default False
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    data : dict
+        ``{"x": x, label: median, label + " (low)": minimum, label + " (high)": maximum}``
+        per curve, and ``{label + " (predicted)": values}`` for the predictions.
+    """
+    from stablegrad.seeds import spread
+
+    func = "plot_seed_curves"
+    x = as_float_array(x, "x", func, ndim=1, shape="(n,)")
+    if not isinstance(values_by_label, Mapping) or len(values_by_label) == 0:
+        raise TypeError(f"{func}: values_by_label must be a non-empty dict mapping a label to an array of "
+                        f"shape (S, n), one row per seed; got {type(values_by_label).__name__}")
+    stats = {}
+    for label, values in values_by_label.items():
+        if not isinstance(label, str):
+            raise TypeError(f"{func}: values_by_label keys must be strings (legend labels); got {label!r}")
+        arr = as_float_array(values, f"values_by_label[{label!r}]", func, ndim=2, shape="(S, n)")
+        if arr.shape[1] != x.size or arr.shape[0] == 0:
+            raise ValueError(f"{func}: values_by_label[{label!r}] must have shape (S, n) with S >= 1 seeds and "
+                             f"n = len(x) = {x.size}; got shape {arr.shape}")
+        if np.isnan(arr).any():
+            raise ValueError(f"{func}: values_by_label[{label!r}] contains NaN; report diverged runs "
+                             f"separately instead of drawing them")
+        stats[label] = spread(arr)
+    pred = {} if predicted is None else _series(predicted, func, "predicted", reserved=("x",))
+    for label, y in pred.items():
+        if y.shape != x.shape:
+            raise ValueError(f"{func}: predicted[{label!r}] must have the shape of x {x.shape}; got shape {y.shape}")
+    _check_bool(logy, "logy", func)
+    fig, ax = _axes(ax, func)
+    data: dict[str, np.ndarray] = {"x": x.astype(np.float64)}
+    colours = {}
+    for label, s in stats.items():
+        data[label], data[f"{label} (low)"], data[f"{label} (high)"] = (
+            _finite(s.median), _finite(s.low), _finite(s.high))
+        line, = ax.plot(data["x"], data[label], marker="o", markersize=3, label=f"{label} (median of {s.n})")
+        colours[label] = line.get_color()
+        ax.fill_between(data["x"], data[f"{label} (low)"], data[f"{label} (high)"], color=line.get_color(),
+                        alpha=0.2, linewidth=0)
+    for label, y in pred.items():
+        key = f"{label} (predicted)"
+        data[key] = _finite(y)
+        ax.plot(data["x"], data[key], linestyle="--", color=colours.get(label), label=key)
+    _finish(ax, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy)
     return fig, data
