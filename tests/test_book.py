@@ -331,6 +331,9 @@ def test_chapter_outputs_are_committed_and_machine_independent(path):
     assert hidden, "numbers in the prose must be checked by hidden (remove-cell) assert cells"
     assert any("assert" in c.source for c in hidden)
     assert all(c.execution_count is not None for c in code), "execute the chapter and commit its outputs"
+    # nbconvert records when each cell ran: a timestamp per cell is noise in every diff and says nothing
+    timed = [i for i, c in enumerate(code) if "execution" in c.metadata]
+    assert not timed, f"code cells {timed} carry execution timestamps (metadata.execution): strip them"
     for i, cell in enumerate(code):
         for out in cell.outputs:
             assert out.output_type != "error", f"code cell {i} has an error output"
