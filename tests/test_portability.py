@@ -1,9 +1,9 @@
-"""Rule 1, true on any machine: the chapters and solutions under other numeric configurations.
+"""Rule 1, true on any machine: every chapter and solution under this machine's numeric configuration and others.
 
-``make test-chapters`` and ``make test-solutions`` run every notebook under this machine's own OpenBLAS
-kernel and NumPy SIMD level. Here the same runs are repeated under configurations that round
-differently (see ``numeric_configs``): every hidden assert must still hold, and every output that nbval
-compares must still be identical to the committed one. A configuration this CPU cannot run is left
+Each chapter runs under nbval (every cell, every compared output identical to the committed one) and each
+solution under nbval-lax (every cell runs, every test passes): first under this machine's own OpenBLAS
+kernel and NumPy SIMD level, then under configurations that round differently (see ``numeric_configs``).
+``make test-chapters`` and ``make test-solutions`` do the first part alone, with a report per cell. A configuration this CPU cannot run is left
 out, and the test report says why (``-rs`` prints the reasons).
 
 Chapter cells whose printed output legitimately depends on the machine (results of training, which
@@ -14,6 +14,7 @@ so the list cannot grow silently.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -47,7 +48,24 @@ EXCLUDED: dict[tuple[str, str], str] = {
 CONFIGS, NOTES = numeric_configs.harness_configs()
 
 
-def _nbval(paths: list[Path], mode: str, env: dict) -> subprocess.CompletedProcess:
+# An IPython startup file: every kernel that nbval starts appends what OpenBLAS and NumPy really use in it.
+KERNEL_PROBE = """
+import json, os, threadpoolctl
+from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+with open(os.environ["STABLEGRAD_CONFIG_LOG"], "a") as _log:
+    _log.write(json.dumps({
+        "blas": ",".join(f"{i['internal_api']}:{i.get('architecture')}" for i in threadpoolctl.threadpool_info()
+                         if i["user_api"] == "blas") or "none",
+        "simd": sorted(t for t in __cpu_dispatch__ if __cpu_features__.get(t))}) + "\\n")
+del json, os, threadpoolctl, __cpu_dispatch__, __cpu_features__, _log
+"""
+
+
+def _nbval(paths: list[Path], mode: str, env: dict, scratch: Path) -> subprocess.CompletedProcess:
+    startup = scratch / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-record-numeric-config.py").write_text(KERNEL_PROBE)
+    env = {**env, "IPYTHONDIR": str(scratch / "ipython"), "STABLEGRAD_CONFIG_LOG": str(scratch / "kernels.jsonl")}
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "--nbval-current-env",
            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
            "--nbval-cell-timeout", str(CELL_TIMEOUT_S), mode,
@@ -72,24 +90,29 @@ def test_the_harness_changes_the_numeric_configuration():
 
 
 def _runs():
-    """One item per (configuration, folder), each its own xdist group: they are among the slowest units."""
-    for cfg in CONFIGS or [None]:
+    """One item per (configuration, folder), each its own xdist group: they are among the slowest units.
+
+    The machine's own configuration comes first: ``make test`` runs every notebook here, in one pytest
+    session with the rest of the suite, so that all of it runs even when one part fails."""
+    for cfg in (numeric_configs.own(), *CONFIGS) if CONFIGS else (numeric_configs.own(), None):
         for folder in ("chapters", "solutions"):
             name = f"{cfg.name if cfg else 'none'}-{folder}"
             yield pytest.param(cfg, folder, id=name, marks=pytest.mark.xdist_group(f"portability:{name}"))
 
 
 @pytest.mark.parametrize("config, folder", list(_runs()))
-def test_notebooks_hold_under_another_configuration(config, folder):
+def test_notebooks_hold_under_each_configuration(config, folder, tmp_path):
     if config is None:
         pytest.skip("no other numeric configuration can be set here: " + "; ".join(NOTES))
     # chapters: every compared output identical; solutions: every cell runs and every test passes
     paths, mode = (CHAPTERS, "--nbval") if folder == "chapters" else (SOLUTIONS, "--nbval-lax")
-    run = _nbval(paths, mode, config.env)
+    run = _nbval(paths, mode, config.env, tmp_path)
     assert run.returncode == 0, (
         f"{folder} fail under {config.describe()}\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}")
-    # the configuration was really in force in the run (the probe reads it back the same way)
-    assert numeric_configs.probe(config.env)["simd"] == list(config.simd)
+    # the configuration was in force in every notebook's own kernel, as read back inside it
+    kernels = [json.loads(line) for line in (tmp_path / "kernels.jsonl").read_text().splitlines()]
+    assert len(kernels) == len(paths), f"{len(kernels)} kernels recorded their configuration, {len(paths)} expected"
+    assert all(k == {"blas": config.blas, "simd": list(config.simd)} for k in kernels), (config.describe(), kernels)
 
 
 def _ignored_cells() -> dict[tuple[str, str], list]:
