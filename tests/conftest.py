@@ -10,7 +10,7 @@ def rng():
     return np.random.default_rng(12345)
 
 
-# The slowest groups, slowest first (seconds of one core, measured with --durations on 2 cores): each
+# The slowest groups, slowest first (seconds, measured with --durations on 2 cores): each
 # runs real kernels, builds or grading runs. ``make test`` passes --no-loadscope-reorder, so the workers
 # take groups in this order and the hundreds of quick unit tests fill the gaps at the end (longest
 # first is close to the shortest finishing time; xdist's default, most tests first, would leave one
