@@ -50,11 +50,13 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 setup: $(STAMP)  ## create .venv from uv.lock (book, grading and test groups; stablegrad editable)
 
-# --all re-reads every page: a chapter whose execution failed is not in the execution cache, so it is
-# executed (and fails) again on every build instead of being skipped as "unchanged" by Sphinx; chapters
-# that executed successfully still come from the cache. Without it a second `make book` exits 0.
-book: setup  ## build the HTML book into _build/html (offline; warnings are errors; fails if a chapter fails)
-	jupyter-book build . -W -n --keep-going --all
+# A chapter whose execution failed is not stored in the execution cache, but Sphinx would skip its unchanged
+# page on the next build and print "build succeeded". So a failed build also drops Sphinx's saved state
+# (_build/.doctrees): the next `make book` re-reads every page, executes that chapter again and fails again,
+# while the chapters that executed successfully still come from the cache. A good build stays incremental.
+book: setup  ## build the HTML book into _build/html (offline; warnings are errors; fails while a chapter fails)
+	jupyter-book build . -W -n --keep-going \
+	  || { rm -rf _build/.doctrees; echo "make book FAILED: see the warnings above (reports in _build/html/reports)"; exit 1; }
 	@echo
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
