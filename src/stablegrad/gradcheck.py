@@ -236,11 +236,7 @@ def check_gradient(f, x, analytic, eps=1e-6, tol=1e-7, *, floor_fraction=0.1, do
         ``(passed, max_rel_error, worst_index, numerical, analytic)``.
     """
     func = "check_gradient"
-    f = _check_callable(f, func)
-    x = as_float_array(x, "x", func)
-    analytic = as_float_array(analytic, "analytic", func)
-    if analytic.shape != x.shape:
-        raise ValueError(f"{func}: analytic must have the shape of x {x.shape}; got shape {analytic.shape}")
+    f, x, analytic = _check_f_x_analytic(f, x, analytic, func)
     tol = check_positive(tol, "tol", func)
     floor_fraction = check_positive(floor_fraction, "floor_fraction", func, allow_zero=True)
     if dout is None:
@@ -340,11 +336,7 @@ def step_errors(f, x, analytic, eps_values) -> np.ndarray:
         :math:`\\max_i |g^{\\mathrm{num}}_i(\\varepsilon_k) - g_i|`, in float64.
     """
     func = "step_errors"
-    f = _check_callable(f, func)
-    x = as_float_array(x, "x", func)
-    analytic = as_float_array(analytic, "analytic", func)
-    if analytic.shape != x.shape:
-        raise ValueError(f"{func}: analytic must have the shape of x {x.shape}; got shape {analytic.shape}")
+    f, x, analytic = _check_f_x_analytic(f, x, analytic, func)
     eps_values = as_float_array(eps_values, "eps_values", func, ndim=1, shape="(K,)")
     if not np.all(np.isfinite(eps_values) & (eps_values > 0)):
         raise ValueError(f"{func}: eps_values must be finite and > 0; got {eps_values!r}")
@@ -435,3 +427,13 @@ def _check_callable(f, func: str):
     if not callable(f):
         raise TypeError(f"{func}: f must be callable; got {type(f).__name__}")
     return f
+
+
+def _check_f_x_analytic(f, x, analytic, func: str):
+    """The checks shared by the functions that compare a gradient with finite differences of ``f`` at ``x``."""
+    f = _check_callable(f, func)
+    x = as_float_array(x, "x", func)
+    analytic = as_float_array(analytic, "analytic", func)
+    if analytic.shape != x.shape:
+        raise ValueError(f"{func}: analytic must have the shape of x {x.shape}; got shape {analytic.shape}")
+    return f, x, analytic
