@@ -81,6 +81,27 @@ def _auto_log(arrays) -> bool:
     return bool(finite.max() / finite.min() > 100.0)
 
 
+def _draw_median_bands(ax, x_of, bands, pred, *, markersize, alpha, legend_label=lambda label: label) -> dict:
+    """Per label a median line over a shaded (low, high) band, then each prediction dashed in its colour.
+
+    ``bands`` maps a label to ``(low, median, high)``; ``x_of(values)`` gives the x values of a curve.
+    Returns what was drawn: ``label``, ``label (low)``, ``label (high)`` and ``label (predicted)``.
+    """
+    data, colours = {}, {}
+    for label, (low, mid, high) in bands.items():
+        x = x_of(mid)
+        data[label], data[f"{label} (low)"], data[f"{label} (high)"] = _finite(mid), _finite(low), _finite(high)
+        line, = ax.plot(x, data[label], marker="o", markersize=markersize, label=legend_label(label))
+        colours[label] = line.get_color()
+        ax.fill_between(x, data[f"{label} (low)"], data[f"{label} (high)"], color=line.get_color(),
+                        alpha=alpha, linewidth=0)
+    for label, y in pred.items():
+        key = f"{label} (predicted)"
+        data[key] = _finite(y)
+        ax.plot(x_of(y), data[key], linestyle="--", color=colours.get(label), label=key)
+    return data
+
+
 def _finish(ax, *, xlabel: str, ylabel: str, title: str | None, logy: bool, legend: bool = True) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -554,19 +575,9 @@ def plot_layer_bands(bands_by_label, ylabel: str = "|dL/dz_l|", logy: bool = Tru
     pred = {} if predicted is None else _series(predicted, func, "predicted")
     _check_bool(logy, "logy", func)
     fig, ax = _axes(ax, func)
-    data: dict[str, np.ndarray] = {}
-    colours = {}
-    for label, (low, mid, high) in bands.items():
-        layers = np.arange(1, mid.size + 1)
-        data[label], data[f"{label} (low)"], data[f"{label} (high)"] = _finite(mid), _finite(low), _finite(high)
-        line, = ax.plot(layers, data[label], marker="o", markersize=4, label=label)
-        colours[label] = line.get_color()
-        ax.fill_between(layers, data[f"{label} (low)"], data[f"{label} (high)"], color=line.get_color(),
-                        alpha=0.15, linewidth=0)
-    for label, y in pred.items():
-        key = f"{label} (predicted)"
-        data[key] = _finite(y)
-        ax.plot(np.arange(1, y.size + 1), data[key], linestyle="--", color=colours.get(label), label=key)
+    data = _draw_median_bands(ax, lambda v: np.arange(1, v.size + 1),
+                              bands, pred,
+                              markersize=4, alpha=0.15)
     longest = max([b.shape[1] for b in bands.values()] + [y.size for y in pred.values()])
     if longest <= 25:
         ax.set_xticks(np.arange(1, longest + 1))
@@ -681,17 +692,9 @@ def plot_seed_curves(x, values_by_label, *, predicted=None, xlabel: str = "x", y
     _check_bool(logy, "logy", func)
     fig, ax = _axes(ax, func)
     data: dict[str, np.ndarray] = {"x": x.astype(np.float64)}
-    colours = {}
-    for label, s in stats.items():
-        data[label], data[f"{label} (low)"], data[f"{label} (high)"] = (
-            _finite(s.median), _finite(s.low), _finite(s.high))
-        line, = ax.plot(data["x"], data[label], marker="o", markersize=3, label=f"{label} (median of {s.n})")
-        colours[label] = line.get_color()
-        ax.fill_between(data["x"], data[f"{label} (low)"], data[f"{label} (high)"], color=line.get_color(),
-                        alpha=0.2, linewidth=0)
-    for label, y in pred.items():
-        key = f"{label} (predicted)"
-        data[key] = _finite(y)
-        ax.plot(data["x"], data[key], linestyle="--", color=colours.get(label), label=key)
+    data.update(_draw_median_bands(ax, lambda v: data["x"],
+                                   {label: (s.low, s.median, s.high) for label, s in stats.items()}, pred,
+                                   markersize=3, alpha=0.2,
+                                   legend_label=lambda label: f"{label} (median of {stats[label].n})"))
     _finish(ax, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy)
     return fig, data
