@@ -25,17 +25,25 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROBE = r"""
-import json
-import numpy
-import threadpoolctl
-from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-print(json.dumps({
-    "blas": [{"api": i["internal_api"], "architecture": i.get("architecture"), "threads": i["num_threads"]}
-             for i in blas],
-    "simd": sorted(t for t in __cpu_dispatch__ if __cpu_features__.get(t)),
-}))
+# Read back what OpenBLAS and NumPy really use, as {"blas": "openblas:SkylakeX", "simd": [...]}. The same
+# lines run in a fresh interpreter (PROBE) and in every notebook kernel of the harness (an IPython startup
+# file that writes the record to the file named by $STABLEGRAD_CONFIG_LOG).
+READ_BACK = r"""
+import json as _json
+import threadpoolctl as _tpc
+from numpy._core._multiarray_umath import __cpu_dispatch__ as _dispatch, __cpu_features__ as _features
+_record = _json.dumps({
+    "blas": ",".join(f"{i['internal_api']}:{i.get('architecture')}" for i in _tpc.threadpool_info()
+                     if i["user_api"] == "blas") or "none",
+    "simd": sorted(t for t in _dispatch if _features.get(t)),
+})
+"""
+PROBE = READ_BACK + "print(_record)\n"
+KERNEL_PROBE = READ_BACK + """
+import os as _os
+with open(_os.environ["STABLEGRAD_CONFIG_LOG"], "a") as _log:
+    _log.write(_record + "\\n")
+del _json, _tpc, _dispatch, _features, _record, _os, _log
 """
 
 # OpenBLAS x86_64 kernels from the widest to the narrowest, with the CPU flags (``/proc/cpuinfo``)
@@ -76,7 +84,8 @@ class Config:
 
 
 def probe(env: dict | None = None) -> dict:
-    """What OpenBLAS and NumPy really use under ``env`` (added to this process's environment)."""
+    """What OpenBLAS and NumPy really use under ``env`` (added to this process's environment):
+    ``{"blas": "openblas:<kernel>", "simd": [<NumPy dispatch targets on>]}``."""
     full = {**os.environ, **(env or {})}
     out = subprocess.run([sys.executable, "-c", PROBE], env=full, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
@@ -107,11 +116,7 @@ def _kernels() -> list[tuple[str, set]]:
 @functools.lru_cache(maxsize=None)
 def own() -> Config:
     info = probe()
-    return Config("own", {}, _blas_name(info), tuple(info["simd"]))
-
-
-def _blas_name(info: dict) -> str:
-    return ",".join(f"{b['api']}:{b['architecture']}" for b in info["blas"]) or "none"
+    return Config("own", {}, info["blas"], tuple(info["simd"]))
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,7 +159,7 @@ def _checked(cfg: Config, notes: list) -> Config | None:
     except RuntimeError as exc:
         notes.append(f"{cfg.name} {cfg.env} cannot be set here: {exc}")
         return None
-    got = Config(cfg.name, cfg.env, _blas_name(info), tuple(info["simd"]))
+    got = Config(cfg.name, cfg.env, info["blas"], tuple(info["simd"]))
     wanted = cfg.env.get("OPENBLAS_CORETYPE")
     if wanted and family(got.blas) == family(own().blas):
         notes.append(f"OPENBLAS_CORETYPE={wanted} did not change the kernel (still {got.blas})")

@@ -62,16 +62,12 @@ class Build:
         return [ln for ln in self.log.splitlines() if SPHINX_PROBLEM.search(ln)]
 
 
-def jupyter_book_build(path: Path, pycache: Path, *extra: str, all_files: bool = True,
-                       args: list[str] | None = None) -> Build:
-    """Run ``jupyter-book build <path> -W -n --keep-going [--all]`` (or ``args``) and return its outcome."""
+def jupyter_book_build(path: Path, pycache: Path, *extra: str, all_files: bool = True) -> Build:
+    """Run ``jupyter-book build <path> -W -n --keep-going [--all]`` and return its outcome."""
     assert JUPYTER_BOOK.exists(), f"jupyter-book not found next to {sys.executable}"
-    if args is not None:
-        cmd = [str(JUPYTER_BOOK), "build", str(path), *args]
-    else:
-        cmd = [str(JUPYTER_BOOK), "build", str(path), "-W", "-n", "--keep-going", *extra]
-        if all_files:
-            cmd.append("--all")
+    cmd = [str(JUPYTER_BOOK), "build", str(path), "-W", "-n", "--keep-going", *extra]
+    if all_files:
+        cmd.append("--all")
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=path, env=_env(pycache), capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - start
@@ -140,7 +136,7 @@ def book(tmp_path_factory, pycache) -> Build:
     build renders exactly those outputs with zero warnings (glue keys included). That execution itself
     works as configured (chapters run, exercises do not, a cell error fails the first and every later
     ``make book``, the cache serves a rebuild) is checked on the fixture book below, with the real
-    _config.yml and the Makefile's own build arguments.
+    _config.yml and the Makefile's own ``book`` recipe.
     """
     path = copy_book(tmp_path_factory.mktemp("book"))
     config = yaml.safe_load((path / "_config.yml").read_text())

@@ -3,8 +3,8 @@
 Each chapter runs under nbval (every cell, every compared output identical to the committed one) and each
 solution under nbval-lax (every cell runs, every test passes): first under this machine's own OpenBLAS
 kernel and NumPy SIMD level, then under configurations that round differently (see ``numeric_configs``).
-``make test-chapters`` and ``make test-solutions`` do the first part alone, with a report per cell. A configuration this CPU cannot run is left
-out, and the test report says why (``-rs`` prints the reasons).
+``make test-chapters`` and ``make test-solutions`` do the first part alone, with a report per cell. A
+configuration this CPU cannot run is left out, and the test report says why (``-rs`` prints the reasons).
 
 Chapter cells whose printed output legitimately depends on the machine (results of training, which
 amplifies rounding) are excluded from output comparison by the ``nbval-ignore-output`` tag, and only
@@ -48,23 +48,11 @@ EXCLUDED: dict[tuple[str, str], str] = {
 CONFIGS, NOTES = numeric_configs.harness_configs()
 
 
-# An IPython startup file: every kernel that nbval starts appends what OpenBLAS and NumPy really use in it.
-KERNEL_PROBE = """
-import json, os, threadpoolctl
-from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-with open(os.environ["STABLEGRAD_CONFIG_LOG"], "a") as _log:
-    _log.write(json.dumps({
-        "blas": ",".join(f"{i['internal_api']}:{i.get('architecture')}" for i in threadpoolctl.threadpool_info()
-                         if i["user_api"] == "blas") or "none",
-        "simd": sorted(t for t in __cpu_dispatch__ if __cpu_features__.get(t))}) + "\\n")
-del json, os, threadpoolctl, __cpu_dispatch__, __cpu_features__, _log
-"""
-
-
 def _nbval(paths: list[Path], mode: str, env: dict, scratch: Path) -> subprocess.CompletedProcess:
     startup = scratch / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    (startup / "00-record-numeric-config.py").write_text(KERNEL_PROBE)
+    # every kernel nbval starts appends what OpenBLAS and NumPy really use in it
+    (startup / "00-record-numeric-config.py").write_text(numeric_configs.KERNEL_PROBE)
     env = {**env, "IPYTHONDIR": str(scratch / "ipython"), "STABLEGRAD_CONFIG_LOG": str(scratch / "kernels.jsonl")}
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "--nbval-current-env",
            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),

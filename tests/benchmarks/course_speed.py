@@ -54,9 +54,9 @@ def cpu_description(clone: Path, env: dict[str, str]) -> str:
 
     out = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c", PROBE], env=env, capture_output=True,
                          text=True)
-    info = json.loads(out.stdout) if out.returncode == 0 else {"blas": [], "simd": []}
-    blas = ", ".join(f"{b['api']} {b['architecture']}" for b in info["blas"]) or "no BLAS found"
-    return f"{model}, {os.cpu_count()} cores; {blas} kernel; NumPy SIMD targets {', '.join(info['simd']) or 'none'}"
+    info = json.loads(out.stdout) if out.returncode == 0 else {"blas": "unknown", "simd": []}
+    return (f"{model}, {os.cpu_count()} cores; BLAS kernel {info['blas']}; "
+            f"NumPy SIMD targets {', '.join(info['simd']) or 'none'}")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
