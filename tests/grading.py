@@ -159,8 +159,15 @@ def mistake_source(fn: Callable, name: str) -> str:
     return re.sub(r"^def \w+\(", f"def {name}(", source, count=1, flags=re.M)
 
 
-def from_mistakes(cell: str, mistakes: Iterable) -> list[Mutant]:
-    """One :class:`Mutant` per ``checking.Mistake``, defining the function named ``cell``."""
+def from_mistakes(cell: str, mistakes) -> list[Mutant]:
+    """One :class:`Mutant` per common mistake, defining the function named ``cell``.
+
+    ``mistakes`` is a ``checking.Graded`` declaration (each mistake's source is the declaration's
+    learner-style source with the mistake's edit, exactly the text the diagnosis compiles), or a
+    list of legacy mistakes (a function each).
+    """
+    if hasattr(mistakes, "mistake_source"):
+        return [Mutant(cell, m.cause, mistakes.mistake_source(m)) for m in mistakes.mistakes]
     return [Mutant(cell, m.description, mistake_source(m.fn, cell)) for m in mistakes]
 
 

@@ -22,7 +22,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stablegrad import diagnostics, gradcheck, layers
-from stablegrad.checking import Case, Mistake, Out, check_against_reference, functions_named
+from stablegrad.checking import Mistake as LegacyMistake, check_against_reference
+from stablegrad.checking.compare import Out
+from stablegrad.checking.engine import Case, Graded, Mistake
+from stablegrad.checking.guard import functions_named
 
 __all__ = [
     "stack_case", "stack_backward_cases", "check_stack_backward", "STACK_BACKWARD_MISTAKES",
@@ -84,134 +87,51 @@ def stack_backward_cases(seed: int = 0) -> list[Case]:
     ]
 
 
-def _sb_no_activation_derivative(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d                                    # skips the activation
-        grads.append((x.T @ dz, dz.sum(axis=0)))
-        d = dz @ W.T
-    return d, grads[::-1]
-
-
-def _sb_derivative_at_output(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.a)   # f'(a) instead of f'(z)
-        grads.append((x.T @ dz, dz.sum(axis=0)))
-        d = dz @ W.T
-    return d, grads[::-1]
-
-
-def _sb_dW_transposed(dout, caches):
-    grads, d = [], dout
+#: A correct answer, written as a learner would; every common mistake below is a small edit of it.
+STACK_BACKWARD_SOURCE = """
+def stack_backward(dout, caches):
+    grads = []
+    d = dout
     for cache in reversed(caches):
         x, W = cache.dense
         dz = d * cache.act.activation.grad(cache.act.z)
-        grads.append((dz.T @ x, dz.sum(axis=0)))          # (M, D) instead of (D, M)
+        dW = x.T @ dz
+        db = dz.sum(axis=0)
         d = dz @ W.T
-    return d, grads[::-1]
-
-
-def _sb_db_not_summed(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.z)
-        grads.append((x.T @ dz, dz))                      # one row per example
-        d = dz @ W.T
-    return d, grads[::-1]
-
-
-def _sb_db_averaged(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.z)
-        grads.append((x.T @ dz, dz.mean(axis=0)))
-        d = dz @ W.T
-    return d, grads[::-1]
-
-
-def _sb_pass_da_down(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.z)
-        grads.append((x.T @ dz, dz.sum(axis=0)))
-        d = d @ W.T                                       # dL/da instead of dL/dz
-    return d, grads[::-1]
-
-
-def _sb_W_not_transposed(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.z)
-        grads.append((x.T @ dz, dz.sum(axis=0)))
-        d = dz @ W                                        # W instead of W^T
-    return d, grads[::-1]
-
-
-def _sb_dW_from_output(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.z)
-        grads.append((cache.act.a.T @ dz, dz.sum(axis=0)))   # the layer's output, not its input
-        d = dz @ W.T
-    return d, grads[::-1]
-
-
-def _sb_grads_not_reversed(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.z)
-        grads.append((x.T @ dz, dz.sum(axis=0)))
-        d = dz @ W.T
-    return d, grads                                       # last layer first
-
-
-def _sb_dout_in_place(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        d *= cache.act.activation.grad(cache.act.z)       # first pass: writes into the caller's dout
-        grads.append((x.T @ d, d.sum(axis=0)))
-        d = d @ W.T
-    return d, grads[::-1]
-
+        grads.append((dW, db))
+    grads.reverse()
+    return d, grads
+"""
 
 STACK_BACKWARD_MISTAKES = [
-    Mistake("forgetting the activation derivative (using dL/da as dL/dz)", _sb_no_activation_derivative),
-    Mistake("evaluating the activation derivative at the layer's output a instead of its input z",
-            _sb_derivative_at_output),
-    Mistake("computing dW as dz^T x (transposed) instead of x^T dz", _sb_dW_transposed),
-    Mistake("not summing db over the batch (db = dz)", _sb_db_not_summed),
-    Mistake("averaging db over the batch instead of summing", _sb_db_averaged),
-    Mistake("passing dL/da @ W^T down instead of dL/dz @ W^T", _sb_pass_da_down),
-    Mistake("using W instead of W^T for dx", _sb_W_not_transposed),
-    Mistake("using the layer's output a instead of its input x in dW", _sb_dW_from_output),
-    Mistake("returning grads last layer first (forgot to reverse the list)", _sb_grads_not_reversed),
-    Mistake("multiplying dout in place (d *= ...), which changes the caller's array", _sb_dout_in_place),
+    Mistake("the activation derivative is left out (dL/da used as dL/dz)",
+            edit=("dz = d * cache.act.activation.grad(cache.act.z)", "dz = d")),
+    Mistake("the activation derivative is evaluated at the layer's output a, not at its input z",
+            edit=("grad(cache.act.z)", "grad(cache.act.a)")),
+    Mistake("dW has its factors in the wrong order (the transposed product)", edit=("x.T @ dz", "dz.T @ x")),
+    Mistake("db keeps one row per example (no sum over the batch)", edit=("dz.sum(axis=0)", "dz")),
+    Mistake("db is averaged over the batch", edit=("dz.sum(axis=0)", "dz.mean(axis=0)")),
+    Mistake("dL/da, not dL/dz, is passed down to the layer below", edit=("d = dz @ W.T", "d = d @ W.T")),
+    Mistake("W, not its transpose, carries the gradient to the layer below", edit=("dz @ W.T", "dz @ W")),
+    Mistake("dW uses the layer's output a instead of its input x", edit=("x.T @ dz", "cache.act.a.T @ dz")),
+    Mistake("the gradients come back in the order of the loop (last layer first)",
+            edit=("    grads.reverse()\n", "")),
+    Mistake("the upstream gradient is multiplied in place, which changes the caller's array",
+            edit=(("dz = d * cache.act.activation.grad(cache.act.z)",
+                   "d *= cache.act.activation.grad(cache.act.z)\n        dz = d"),)),
 ]
+
+STACK_BACKWARD = Graded(
+    name="stack_backward", reference=layers.stack_backward, source=STACK_BACKWARD_SOURCE,
+    visible=lambda: stack_backward_cases(), outputs=STACK_BACKWARD_SPEC, check_dtype=True,
+    mistakes=STACK_BACKWARD_MISTAKES, namespace={"np": np, "layers": layers},
+    forbid=functions_named(layers, "stack_backward", "dense_backward", "_dense_backward"))
 
 
 def check_stack_backward(func: Callable, cases: Sequence[Case] | None = None, *,
                          quiet: bool = False) -> None:
-    """Check a learner's ``stack_backward(dout, caches) -> (dx, [(dW, db), ...])``.
-
-    Compares with :func:`stablegrad.layers.stack_backward`, with float32
-    outputs required for float32 inputs. ``layers.stack_backward`` and
-    ``layers.dense_backward`` must not be called (the exercise is to write them).
-    """
-    check_against_reference(
-        func, layers.stack_backward, stack_backward_cases() if cases is None else cases,
-        name="stack_backward", spec=STACK_BACKWARD_SPEC, mistakes=STACK_BACKWARD_MISTAKES,
-        forbid=functions_named(layers, "stack_backward", "dense_backward", "_dense_backward"),
-        check_dtype=True, quiet=quiet)
+    """Check a learner's ``stack_backward(dout, caches) -> (dx, [(dW, db), ...])`` (float32 in, float32 out)."""
+    STACK_BACKWARD.check(func, cases, quiet=quiet)
 
 
 # --------------------------------------------------------------------------- numerical_gradient
