@@ -3,8 +3,9 @@
 The common mistakes come from ``stablegrad.checking.chain_rule`` (the same lists the
 visible tests use to name a learner's mistake), so the diagnosis and the
 grading tests cannot drift apart. The extras below are the ones only the
-hidden tests catch (float32 and integer inputs), delegation to the reference
-by every route, and submissions that tamper with the notebook or the checker.
+hidden tests catch, delegation to the reference by every route, and
+submissions that tamper with the notebook or the checker (which the hidden
+tests' ``fresh()`` puts back).
 """
 
 from grading import Mutant, delete_test_cell, from_mistakes, rewrite_test_cell
@@ -22,22 +23,7 @@ def chain_gradient_norms(x, params, activation, dout=None):
 
 MUTANTS = [
     # ------------------------------------------------------------------ stack_backward (4 points)
-    *from_mistakes(SB, checks.STACK_BACKWARD_MISTAKES),
-    Mutant(SB, "accumulates dW and db in float64 (float32 in, float64 out)", '''
-def stack_backward(dout, caches):
-    grads, d = [], dout
-    for cache in reversed(caches):
-        x, W = cache.dense
-        dz = d * cache.act.activation.grad(cache.act.z)
-        dW = np.zeros(W.shape)
-        db = np.zeros(W.shape[1])
-        for n in range(x.shape[0]):
-            dW += np.outer(x[n], dz[n])
-            db += dz[n]
-        grads.append((dW, db))
-        d = dz @ W.T
-    return d, grads[::-1]
-''', caught_by="hidden"),
+    *from_mistakes(SB, checks.STACK_BACKWARD),
     Mutant(SB, "delegates: calls layers.stack_backward directly", '''
 def stack_backward(dout, caches):
     return layers.stack_backward(dout, caches)
@@ -67,21 +53,7 @@ def stack_backward(dout, caches):
     return d, grads[::-1]
 ''', caught_by="hidden"),
     # ------------------------------------------------------------------ numerical_gradient (3 points)
-    *from_mistakes(NG, checks.NUMERICAL_GRADIENT_MISTAKES),
-    Mutant(NG, "keeps the dtype of an integer x (perturbations truncated to 0)", '''
-def numerical_gradient(f, x, eps=1e-6):
-    x = x.copy()
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + eps
-        f_plus = f(x)
-        x[idx] = old - eps
-        f_minus = f(x)
-        x[idx] = old
-        grad[idx] = (f_plus - f_minus) / (2 * eps)
-    return grad
-''', caught_by="hidden"),
+    *from_mistakes(NG, checks.NUMERICAL_GRADIENT),
     Mutant(NG, "delegates: through importlib.import_module", '''
 import importlib
 
@@ -108,7 +80,7 @@ def numerical_gradient(f, x, eps=1e-6):
     return reference(f, x, eps)
 '''),
     # ------------------------------------------------------------------ chain_gradient_norms (3 points)
-    *from_mistakes(CN, checks.CHAIN_NORM_MISTAKES),
+    *from_mistakes(CN, checks.CHAIN_GRADIENT_NORMS),
     Mutant(CN, "delegates: through sys.modules", '''
 import sys
 
@@ -129,5 +101,16 @@ def chain_gradient_norms(x, params, activation, dout=None):
            edit=rewrite_test_cell("test_chain_gradient_norms")),
     Mutant(CN, "wrong answer, and the checker replaced by a no-op", WRONG_NORMS + '''
 checks.check_chain_gradient_norms = lambda *args, **kwargs: None
+''', caught_by="hidden"),
+    Mutant(CN, "wrong answer, and the engine's comparison patched to always agree", WRONG_NORMS + '''
+import stablegrad.checking.engine
+stablegrad.checking.engine.compare = lambda *args, **kwargs: None
+''', caught_by="hidden"),
+    Mutant(SB, "wrong answer, and the comparison's body swapped through __code__", '''
+def stack_backward(dout, caches):
+    return dout, []
+
+import stablegrad.checking.comparison
+stablegrad.checking.comparison.compare.__code__ = (lambda *args, **kwargs: None).__code__
 ''', caught_by="hidden"),
 ]

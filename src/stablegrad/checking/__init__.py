@@ -17,7 +17,7 @@ engine:
   tolerances and a dtype-aware floor;
 * :mod:`.encoding`: inputs and outputs as plain data, for checks whose
   learner runs in another process;
-* :mod:`.fresh`: a hidden-test cell's checker, with whatever a submission
+* :mod:`.pristine`: a hidden-test cell's checker, with whatever a submission
   patched put back, and the exception classes unchanged;
 * :mod:`.errors`: the ``CheckFailure`` class of each kind of finding.
 
@@ -31,14 +31,14 @@ A failing check raises, e.g.::
 
 from __future__ import annotations
 
-from stablegrad.checking.compare import Out, Tolerance, compare
+from stablegrad.checking.comparison import Out, Tolerance, compare
 from stablegrad.checking.engine import Finding, Graded, Problem, Property, Report, render, run
 from stablegrad.checking.errors import (
     KINDS, CheckFailure, DelegationError, InputModifiedError, LearnerError, NotImplementedYetError,
     NumericalWarningError, SharedMemoryError, StatisticalTestError, WrongShapeError, WrongTypeError,
     WrongValueError,
 )
-from stablegrad.checking.fresh import fresh, snapshot
+from stablegrad.checking.pristine import fresh, snapshot
 from stablegrad.checking.guard import Outcome, functions_named, run_learner
 # The topic modules not yet declared on the engine still use these (removed once all are ported).
 from stablegrad.checking.legacy import (  # noqa: F401

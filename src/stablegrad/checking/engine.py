@@ -38,7 +38,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from stablegrad.checking.compare import Tolerance, compare
+from stablegrad.checking.comparison import Tolerance, compare
 from stablegrad.checking.errors import KINDS
 from stablegrad.checking.guard import Outcome, leaves, run_learner
 
@@ -139,7 +139,7 @@ class Graded:
     visible : callable
         ``visible() -> list[Case]``: the cases the learner's check runs.
     outputs : optional
-        Names of the outputs (see :func:`stablegrad.checking.compare.compare`).
+        Names of the outputs (see :func:`stablegrad.checking.comparison.compare`).
     tolerance : Tolerance
     check_dtype : bool
         Require float32 outputs for float32 inputs.

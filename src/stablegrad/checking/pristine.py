@@ -31,6 +31,9 @@ _PACKAGES = ("stablegrad", "numpy")
 _STANDARD = ("builtins", "sys", "copy", "threading", "_thread", "importlib", "inspect", "warnings", "math",
              "types", "functools", "operator", "traceback", "json", "base64", "dataclasses", "numbers")
 
+_KERNEL_OWNED = {"builtins": ("input", "display", "get_ipython", "exit", "quit", "help"),
+                 "sys": ("stdin", "stdout", "stderr")}
+
 _MODULES: dict[str, types.ModuleType] = {}
 _ATTRIBUTES: dict[str, dict] = {}
 _FUNCTIONS: list[tuple] = []
@@ -44,8 +47,8 @@ def _watched(name: str) -> bool:
 def _keep(module_name: str, key: str, value) -> bool:
     if module_name.split(".")[0] in _PACKAGES:
         return True
-    if module_name == "sys" and ("hook" in key or key.startswith("std")):
-        return False  # the kernel's display and exception hooks are its own business
+    if key in _KERNEL_OWNED.get(module_name, ()) or (module_name == "sys" and "hook" in key):
+        return False  # the kernel swaps these between cells (input(), display and exception hooks)
     return callable(value) or isinstance(value, types.ModuleType)
 
 
@@ -56,8 +59,12 @@ def snapshot() -> None:
     import stablegrad
 
     for info in pkgutil.walk_packages(stablegrad.__path__, "stablegrad."):
-        if info.name != "stablegrad.plotting":  # figures only (and matplotlib's import time)
+        if info.name == "stablegrad.plotting":  # figures only (and matplotlib's import time)
+            continue
+        try:
             importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 - a module that cannot import is not one a check uses
+            continue
     for name, module in list(sys.modules.items()):
         if module is None or not _watched(name):
             continue
@@ -84,7 +91,8 @@ def restore() -> None:
         current = vars(module)
         recorded = _ATTRIBUTES[name]
         if name.split(".")[0] in _PACKAGES:  # names a submission added to the package or NumPy
-            for key in [k for k in current if k not in recorded and not k.startswith("__")]:
+            for key in [k for k in current if k not in recorded and not k.startswith("__")
+                        and not isinstance(current[k], types.ModuleType)]:  # imports bind submodules
                 del current[key]
         for key, value in recorded.items():
             if current.get(key, _MISSING) is not value:
