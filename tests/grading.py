@@ -144,6 +144,11 @@ class Mutant(NamedTuple):
         ``edit(nb)`` changes other cells of the notebook (e.g. deletes a test cell).
     caught_by : str
         "visible" or "hidden": which part of the test cell should catch it (documentation).
+    autograde : bool
+        Grade it with a real ``nbgrader autograde`` run (tampering, delegation, anything that
+        touches the kernel or the notebook). Catalogue mistakes are plain wrong answers: their
+        test cells are executed against them by :func:`run_cells`, which proves the same thing
+        (the real test cell fails, the others pass) without a kernel per submission.
     """
 
     cell: str
@@ -151,6 +156,7 @@ class Mutant(NamedTuple):
     source: str
     edit: Callable | None = None
     caught_by: str = "visible"
+    autograde: bool = True
 
 
 def mistake_source(fn: Callable, name: str) -> str:
@@ -167,7 +173,7 @@ def from_mistakes(cell: str, mistakes) -> list[Mutant]:
     list of legacy mistakes (a function each).
     """
     if hasattr(mistakes, "mistake_source"):
-        return [Mutant(cell, m.cause, mistakes.mistake_source(m)) for m in mistakes.mistakes]
+        return [Mutant(cell, m.cause, mistakes.mistake_source(m), autograde=False) for m in mistakes.mistakes]
     return [Mutant(cell, m.description, mistake_source(m.fn, cell)) for m in mistakes]
 
 
@@ -256,6 +262,32 @@ def run_visible_tests(release, answers: dict[str, str], test_id: str, timeout: f
         raise KeyError(f"no test cell {test_id!r} in the release")
     return subprocess.run([sys.executable, "-c", "\n\n".join(chunks)], capture_output=True, text=True,
                           timeout=timeout, env=nbgrader_env())
+
+
+def run_cells(source_nb, students: dict[str, dict[str, str]], timeout: int = 10) -> dict[str, dict[str, str]]:
+    """Execute the notebook's code cells for each student (answers replaced), one forked process each.
+
+    Test cells are the source notebook's, hidden tests included, as autograde restores them.
+    Returns, per student, each test cell's verdict: "" when it passed, else the exception it raised.
+    See ``tests/cellrun.py``.
+    """
+    cells = []
+    for cell in source_nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = nbgrader_meta(cell)
+        kind = "answer" if meta.get("solution") else "test" if meta.get("grade") else "code"
+        source = strip_solution_markers(cell.source) if kind == "answer" else cell.source
+        cells.append({"kind": kind, "id": meta.get("grade_id") or cell.get("id", ""), "source": source})
+    job = json.dumps({"cells": cells, "students": students, "timeout": timeout})
+    env = nbgrader_env()
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cellrun.py"))], input=job,
+                          capture_output=True, text=True, env=env, cwd=REPO_ROOT / "solutions",
+                          timeout=60 + 4 * timeout * max(1, len(students)))
+    if proc.returncode != 0:
+        raise RuntimeError(f"tests/cellrun.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout)
 
 
 # --------------------------------------------------------------------------- the course copy

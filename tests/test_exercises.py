@@ -6,8 +6,12 @@ For each ``solutions/<id>/<id>.ipynb`` with a ``tests/mutants/<id>.py``:
   produces from ``solutions/`` today (cell types, sources, nbgrader metadata);
 - the release holds no solution and no hidden test; every test cell is locked;
 - autograding (one nbgrader run for all scratch students) gives the solution
-  full marks, the untouched release 0, and every mutant 0 on the cell it targets
-  while its other cells keep full marks (delegation and tampering included);
+  full marks, the untouched release 0, and every mutant that needs a kernel
+  (delegation, tampering, timeouts) 0 on the cell it targets while its other
+  cells keep full marks;
+- every catalogue mistake, executed against the real test cells (hidden tests
+  included) in a forked process, fails its own cell with a message naming it
+  and passes the others;
 - the feedback sent back to students contains no hidden-test code.
 
 A new exercise plugs in by adding its solution notebook and its mutants file.
@@ -52,9 +56,24 @@ MUTANTS = {a: load_mutants(a) for a in ASSIGNMENTS}
 # training run, statistical tests on 10^5 draws) take a few seconds on a loaded 2-core machine; 20 s
 # leaves a wide margin against flaky timeouts while a mutant that never returns still costs little.
 CELL_TIMEOUT = 20
+
+
+def representative(assignment: str) -> grading.Mutant | None:
+    """The first catalogue mistake: also autograded for real, so that its feedback page can be read."""
+    return next((m for m in MUTANTS[assignment] if not m.autograde), None)
+
+
+def autograded(assignment: str) -> list[grading.Mutant]:
+    """The submissions that go through a real nbgrader run."""
+    return [m for m in MUTANTS[assignment] if m.autograde or m is representative(assignment)]
+
+
 MUTANT_PARAMS = [pytest.param(a, i, id=f"{a}:{m.cell}:{m.name}")
-                 for a in ASSIGNMENTS for i, m in enumerate(MUTANTS[a])]
-HIDDEN_PARAMS = [p for p in MUTANT_PARAMS if MUTANTS[p.values[0]][p.values[1]].caught_by == "hidden"]
+                 for a in ASSIGNMENTS for i, m in enumerate(MUTANTS[a]) if m in autograded(a)]
+MISTAKE_PARAMS = [pytest.param(a, i, id=f"{a}:{m.cell}:{m.name}")
+                  for a in ASSIGNMENTS for i, m in enumerate(MUTANTS[a]) if not m.autograde]
+HIDDEN_PARAMS = [p for p in MUTANT_PARAMS + MISTAKE_PARAMS
+                 if MUTANTS[p.values[0]][p.values[1]].caught_by == "hidden"]
 
 
 def source_nb(assignment: str):
@@ -82,7 +101,7 @@ class Graded:
         self.students = [
             grading.Student("solution", (), grading.fill(release, grading.perfect_answers(self.source))),
             grading.Student("untouched", (), release),
-            *grading.pack(release, self.source, MUTANTS[assignment]),
+            *grading.pack(release, self.source, autograded(assignment)),
         ]
         for student in self.students:
             course.submit(student.id, assignment, student.notebook, release=False)
@@ -113,6 +132,24 @@ def graded(tmp_path_factory):
             course = grading.CourseCopy(directory=tmp_path_factory.mktemp(assignment),
                                         extra_config=f"c.Execute.timeout = {CELL_TIMEOUT}")
             cache[assignment] = Graded(assignment, course)
+        return cache[assignment]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def executed():
+    """Per assignment: every catalogue mistake's verdicts from its real test cells (tests/cellrun.py)."""
+    cache: dict[str, dict] = {}
+
+    def get(assignment: str) -> dict:
+        if assignment not in cache:
+            if assignment in LOAD_ERRORS:
+                pytest.fail(f"cannot load the mutants: {LOAD_ERRORS[assignment]}")
+            students = {"solution": {}}
+            students.update({f"k{i}": {m.cell: m.source} for i, m in enumerate(MUTANTS[assignment])
+                             if not m.autograde})
+            cache[assignment] = grading.run_cells(source_nb(assignment), students)
         return cache[assignment]
 
     return get
@@ -189,6 +226,26 @@ def test_mutant_loses_exactly_its_cell(assignment, index, graded):
         f"{student.id} carries {[m.name for m in student.mutants]}")
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_executed_solution_passes_every_test_cell(assignment, executed):
+    """The cell runner itself: the solution passes every real test cell (else a mistake's failure proves nothing)."""
+    verdicts = executed(assignment)["solution"]
+    assert set(verdicts) == set(grading.max_points(source_nb(assignment))), verdicts
+    assert not any(verdicts.values()), {cell: v for cell, v in verdicts.items() if v}
+
+
+@pytest.mark.parametrize("assignment, index", MISTAKE_PARAMS)
+def test_mistake_fails_exactly_its_cell(assignment, index, executed):
+    """A catalogue mistake, executed against the real test cells: its cell fails, naming it; the others pass."""
+    mutant = MUTANTS[assignment][index]
+    verdicts = executed(assignment)[f"k{index}"]
+    cell = grading.graded_by(source_nb(assignment))[mutant.cell]
+    assert verdicts.get(cell), f"mistake {mutant.name!r} passes {cell}"
+    assert mutant.name in verdicts[cell], f"the failure does not name the mistake: {verdicts[cell][:600]}"
+    others = {c: v for c, v in verdicts.items() if c != cell and v}
+    assert not others, f"mistake {mutant.name!r} also fails {others}"
+
+
 @pytest.mark.parametrize("assignment, index", HIDDEN_PARAMS)
 def test_hidden_tests_catch_what_the_visible_ones_miss(assignment, index):
     """Mutants marked caught_by="hidden" pass the visible tests: the hidden tests earn their keep."""
@@ -221,6 +278,6 @@ def test_feedback_explains_failures(assignment, graded):
     g = graded(assignment)
     text = grading.visible_text(g.feedback["untouched"])
     assert "is not implemented yet" in text
-    mutant = MUTANTS[assignment][0]
+    mutant = representative(assignment)
     page = grading.visible_text(g.feedback[g.student_of(mutant).id])
-    assert "This matches a common mistake" in page
+    assert f"This matches a common mistake: {mutant.name}" in page.replace("\n", " ")
