@@ -264,12 +264,13 @@ def run_visible_tests(release, answers: dict[str, str], test_id: str, timeout: f
                           timeout=timeout, env=nbgrader_env())
 
 
-def run_cells(source_nb, students: dict[str, dict[str, str]], timeout: int = 10) -> dict[str, dict[str, str]]:
+def run_cells(source_nb, students: dict[str, dict[str, str]], timeout: int = 10,
+              probe: Sequence[str] = ()) -> dict[str, dict]:
     """Execute the notebook's code cells for each student (answers replaced), one forked process each.
 
     Test cells are the source notebook's, hidden tests included, as autograde restores them.
-    Returns, per student, each test cell's verdict: "" when it passed, else the exception it raised.
-    See ``tests/cellrun.py``.
+    Returns, per student, each test cell's verdict: "" when it passed, else the exception it raised;
+    students in ``probe`` also get the encoding round trip of every case (see ``tests/cellrun.py``).
     """
     cells = []
     for cell in source_nb.cells:
@@ -279,7 +280,7 @@ def run_cells(source_nb, students: dict[str, dict[str, str]], timeout: int = 10)
         kind = "answer" if meta.get("solution") else "test" if meta.get("grade") else "code"
         source = strip_solution_markers(cell.source) if kind == "answer" else cell.source
         cells.append({"kind": kind, "id": meta.get("grade_id") or cell.get("id", ""), "source": source})
-    job = json.dumps({"cells": cells, "students": students, "timeout": timeout})
+    job = json.dumps({"cells": cells, "students": students, "timeout": timeout, "probe": list(probe)})
     env = nbgrader_env()
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cellrun.py"))], input=job,

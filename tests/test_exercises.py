@@ -149,7 +149,7 @@ def executed():
             students = {"solution": {}}
             students.update({f"k{i}": {m.cell: m.source} for i, m in enumerate(MUTANTS[assignment])
                              if not m.autograde})
-            cache[assignment] = grading.run_cells(source_nb(assignment), students)
+            cache[assignment] = grading.run_cells(source_nb(assignment), students, probe=["solution"])
         return cache[assignment]
 
     return get
@@ -229,9 +229,21 @@ def test_mutant_loses_exactly_its_cell(assignment, index, graded):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_executed_solution_passes_every_test_cell(assignment, executed):
     """The cell runner itself: the solution passes every real test cell (else a mistake's failure proves nothing)."""
-    verdicts = executed(assignment)["solution"]
+    verdicts = dict(executed(assignment)["solution"])
+    verdicts.pop("__encoding__", None)
     assert set(verdicts) == set(grading.max_points(source_nb(assignment))), verdicts
     assert not any(verdicts.values()), {cell: v for cell, v in verdicts.items() if v}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_case_round_trips_as_plain_data(assignment, executed):
+    """Every case the test cells run (visible and hidden) and its reference output encode and decode exactly:
+    the checks are ready to run with the learner's function in another process."""
+    report = executed(assignment)["solution"].get("__encoding__")
+    assert report is not None, "the solution run recorded no cases"
+    assert not report["problems"], report["problems"][:5]
+    graded = {grading.grade_id(c) for c in grading.answer_cells(source_nb(assignment))}
+    assert graded <= set(report["counts"]), f"no engine cases recorded for {sorted(graded - set(report['counts']))}"
 
 
 @pytest.mark.parametrize("assignment, index", MISTAKE_PARAMS)
