@@ -223,8 +223,7 @@ def _compare_values(got, expected, label, tol: Tolerance):
         excess = err - (tol.rtol * np.abs(exp64) + floor)
         if not (excess > 0).any():
             return None
-        ratio = err / np.maximum(np.abs(exp64), info.tiny)
-        ratio[excess <= 0] = -1.0
+        ratio = np.where(excess > 0, err / np.maximum(np.abs(exp64), info.tiny), -1.0)  # 0-d for a number
         flat = int(np.argmax(ratio))
         tol_text = f"tolerance {tol.rtol:.0e} of each entry"
         if floor > 2 * float(info.tiny):
