@@ -1,14 +1,15 @@
 """Wrong submissions for ex02_saturation; each must lose exactly the points of its cell.
 
-The common mistakes come from ``stablegrad.checking.saturation`` (the same lists the
-visible tests use to name a learner's mistake), so the diagnosis and the grading
-tests cannot drift apart. They include every mistake the issue names: sigmoid_grad
-returning s, tanh_grad = 1 - tanh, relu_grad returning x, the naive sigmoid that
-overflows for large negative x, the saturated fraction computed on z instead of the
-activation, the closed form with s^2 where s belongs, and the leaky slope on the
-positive side. The extras below are the ones only the hidden tests catch, delegation
-to the reference by every route, and submissions that tamper with the notebook or
-the checker.
+The common mistakes come from the declarations in ``stablegrad.checking.saturation``
+(each a small edit of one learner-style source, the very text the diagnosis compiles), so
+the diagnosis and the grading tests cannot drift apart. They include every mistake the
+issues name: sigmoid_grad returning s, tanh_grad = 1 - tanh, relu_grad returning x, the
+naive sigmoid that overflows for large negative z, a sigmoid with z clipped to +-30, the
+saturated fraction computed on z instead of the activation or with np.isclose(a, 0) for
+relu, the closed form with s^2 where s belongs, and the leaky slope on the positive side.
+The extras below are the ones only the hidden tests catch, delegation to the reference by
+every route, and submissions that tamper with the notebook or the checker (which the
+hidden tests' ``fresh()`` puts back).
 """
 
 from grading import Mutant, delete_test_cell, from_mistakes, rewrite_test_cell
@@ -36,7 +37,7 @@ def saturated_fraction(a, kind, threshold=0.97):
 
 MUTANTS = [
     # ------------------------------------------------------------------ sigmoid (2 points)
-    *from_mistakes(SG, checks.SIGMOID_MISTAKES),
+    *from_mistakes(SG, checks.SIGMOID),
     Mutant(SG, "silences the overflow with np.seterr and keeps the naive formula", '''
 np.seterr(over="ignore")
 
@@ -58,7 +59,7 @@ def sigmoid(z):
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 ''', caught_by="hidden"),
     # ------------------------------------------------------------------ sigmoid_grad (1 point)
-    *from_mistakes(SGG, checks.SIGMOID_GRAD_MISTAKES),
+    *from_mistakes(SGG, checks.SIGMOID_GRAD),
     Mutant(SGG, "delegates: calls activations.sigmoid_grad directly", '''
 def sigmoid_grad(z):
     return activations.sigmoid_grad(z)
@@ -78,7 +79,7 @@ def sigmoid_grad(z):
     return s * (1.0 - s)
 ''', caught_by="hidden"),
     # ------------------------------------------------------------------ tanh_grad (1 point)
-    *from_mistakes(TG, checks.TANH_GRAD_MISTAKES),
+    *from_mistakes(TG, checks.TANH_GRAD),
     Mutant(TG, "delegates: through the activation registry", '''
 def tanh_grad(z):
     return activations.ACTIVATIONS["tanh"].grad(z)
@@ -90,7 +91,7 @@ def tanh_grad(z):
     return importlib.import_module("stablegrad.activations").tanh_grad(z)
 '''),
     # ------------------------------------------------------------------ relu_grad (1 point)
-    *from_mistakes(RG, checks.RELU_GRAD_MISTAKES),
+    *from_mistakes(RG, checks.RELU_GRAD),
     Mutant(RG, "delegates: through sys.modules", '''
 import sys
 
@@ -104,7 +105,7 @@ def relu_grad(z):
     return (z > 0).astype(z.dtype)
 ''', caught_by="hidden"),
     # ------------------------------------------------------------------ leaky_relu (1 point)
-    *from_mistakes(LR, checks.LEAKY_RELU_MISTAKES),
+    *from_mistakes(LR, checks.LEAKY_RELU),
     Mutant(LR, "multiplies by np.float64(slope), which turns float32 z into float64", '''
 def leaky_relu(z, slope=0.01):
     return np.where(z > 0, z, np.float64(slope) * z)
@@ -120,7 +121,7 @@ def leaky_relu(z, slope=0.01):
     return np.where(z > 0, z, slope * z)
 ''', caught_by="hidden"),
     # ------------------------------------------------------------------ leaky_relu_grad (1 point)
-    *from_mistakes(LRG, checks.LEAKY_RELU_GRAD_MISTAKES),
+    *from_mistakes(LRG, checks.LEAKY_RELU_GRAD),
     Mutant(LRG, "delegates after switching the profiler off", '''
 import sys
 
@@ -130,7 +131,7 @@ def leaky_relu_grad(z, slope=0.01):
     return reference(z, slope)
 '''),
     # ------------------------------------------------------------------ saturated_fraction (1 point)
-    *from_mistakes(SF, checks.SATURATED_FRACTION_MISTAKES),
+    *from_mistakes(SF, checks.SATURATED_FRACTION),
     Mutant(SF, "delegates: through diagnostics.activation_stats", '''
 from stablegrad import diagnostics
 
@@ -140,8 +141,12 @@ def saturated_fraction(a, kind, threshold=0.97):
     Mutant(SF, "wrong answer, and the checker replaced by a no-op", WRONG_FRACTION + '''
 checks.check_saturated_fraction = lambda *args, **kwargs: None
 ''', caught_by="hidden"),
+    Mutant(SF, "wrong answer, and the engine's comparison patched to always agree", WRONG_FRACTION + '''
+import stablegrad.checking.engine
+stablegrad.checking.engine.compare = lambda *args, **kwargs: None
+''', caught_by="hidden"),
     # ------------------------------------------------------------------ predicted_saturated_fraction (2 points)
-    *from_mistakes(PF, checks.PREDICTED_MISTAKES),
+    *from_mistakes(PF, checks.PREDICTED_SATURATED_FRACTION),
     Mutant(PF, "delegates: calls activations.predicted_saturated_fraction", '''
 def predicted_saturated_fraction(scale, kind, threshold=0.97):
     return float(activations.predicted_saturated_fraction(scale, kind, threshold))

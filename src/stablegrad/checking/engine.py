@@ -74,11 +74,17 @@ class Mistake(NamedTuple):
 
 
 class Problem(NamedTuple):
-    """What a comparison or a property found wrong: kind (a key of ``errors.KINDS``), output, text."""
+    """What a comparison or a property found wrong: kind (a key of ``errors.KINDS``), output, text.
+
+    ``evidence`` (optional, plain data) identifies the behaviour more finely than kind and output,
+    e.g. the wrong number a property measured: a common mistake is named only when its own
+    problem has the same kind, output and evidence.
+    """
 
     kind: str
     what: str
     text: str
+    evidence: object = None
 
 
 class Property(NamedTuple):
@@ -353,7 +359,8 @@ def _property_mistakes(decl: Graded, prop: Property, problem: Problem) -> tuple[
     matched = []
     for mistake, fn in decl.mistake_functions():
         theirs = _run_property(prop, Caller(decl, fn, guarded=False))
-        if theirs is not None and (theirs.kind, theirs.what) == (problem.kind, problem.what) \
+        if theirs is not None and (theirs.kind, theirs.what, theirs.evidence) == \
+                (problem.kind, problem.what, problem.evidence) \
                 and (problem.kind != "raised" or theirs.text == problem.text):
             matched.append(mistake.cause)
     return tuple(matched)

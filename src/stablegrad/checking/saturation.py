@@ -1,85 +1,72 @@
-"""Checks for exercise 2 (saturation): activations, their derivatives, saturated fractions.
+"""Checks for exercise 2, saturation: activations, their derivatives, saturated fractions, declared on
+:mod:`stablegrad.checking.engine`.
 
-Each ``check_<function>`` compares a learner's function with the reference in
-:mod:`stablegrad.activations` on seeded inputs (several shapes and scales,
-float32 and float64, huge ``|z|``, exact zeros, values exactly at the
-threshold) and names the common mistake a wrong answer matches. The
-``*_case`` builders are public so that hidden tests can draw fresh inputs.
+Each graded function has a learner-style correct source, its common mistakes
+as small edits of that source, a declaration and a one-line
+``check_<function>``. The case builders (``array_case``, ``huge_case``,
+``tail_case``, ``saturation_case``...) are public so that hidden tests can
+draw fresh inputs. Beyond agreeing with the reference entry by entry:
 
-Two checks go beyond comparing values:
-
-* :func:`check_sigmoid` also fails when NumPy *warns* while the learner's
-  sigmoid runs (``overflow encountered in exp``): the naive
-  ``1 / (1 + exp(-z))`` returns the right numbers for ``z = -1e4`` but
-  overflows on the way, and the same overflow in a derivative gives ``nan``.
-* :func:`check_predicted_saturated_fraction` also compares the learner's closed
-  form with a simulation (Gaussian pre-activations pushed through the
-  activation and counted).
-
-Every mistake below is a complete, plausible wrong implementation, written with
-the names an exercise notebook has (``np``, ``math``, ``activations``), so that
-the grading tests can submit each one and check that it loses its cell's points.
+* ``sigmoid`` fails when NumPy warns while it runs (``overflow encountered
+  in exp``): the naive ``1 / (1 + exp(-z))`` returns the right numbers for
+  ``z = -1e4`` but overflows on the way, and the same overflow in a
+  derivative gives ``nan``. Its tolerance is per entry with no floor, so the
+  tiny values of the negative tail (``sigmoid(-40) = 4e-18``) must be right
+  too: a clipped ``z`` or a cancelling ``1 - s`` fails.
+* ``predicted_saturated_fraction`` is also compared with a simulation
+  (Gaussian pre-activations pushed through the activation and counted) at
+  settings that are not among its cases.
 
 Examples
 --------
 >>> from stablegrad.checking import saturation as checks
 >>> checks.check_sigmoid(my_sigmoid)                          # doctest: +SKIP
-sigmoid: all 5 checks passed, without a NumPy warning
+sigmoid: all 7 checks passed
   ok  z ~ 1 N(0, 1) of shape (6,), float64
   ...
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 
 from stablegrad import activations
-from stablegrad.checking import Case, CheckFailure, Mistake, Out, call_guarded, check_against_reference
+from stablegrad.checking.comparison import Out, Tolerance
+from stablegrad.checking.engine import Case, Graded, Mistake, Problem, Property
+from stablegrad.checking.errors import NumericalWarningError, StatisticalTestError
 
 __all__ = [
-    "NumericalWarningError", "SimulationMismatchError",
-    "array_case", "huge_case", "saturation_case", "predicted_case",
+    "NumericalWarningError", "StatisticalTestError", "SimulationMismatchError",
+    "array_case", "huge_case", "tail_case", "values_case", "saturation_case", "activations_case",
+    "predicted_case",
     "sigmoid_cases", "sigmoid_grad_cases", "tanh_grad_cases", "relu_grad_cases",
     "leaky_relu_cases", "saturated_fraction_cases", "predicted_saturated_fraction_cases",
     "check_sigmoid", "check_sigmoid_grad", "check_tanh_grad", "check_relu_grad",
     "check_leaky_relu", "check_leaky_relu_grad", "check_saturated_fraction",
     "check_predicted_saturated_fraction",
-    "SIGMOID_MISTAKES", "SIGMOID_GRAD_MISTAKES", "TANH_GRAD_MISTAKES", "RELU_GRAD_MISTAKES",
-    "LEAKY_RELU_MISTAKES", "LEAKY_RELU_GRAD_MISTAKES", "SATURATED_FRACTION_MISTAKES",
-    "PREDICTED_MISTAKES",
+    "SIGMOID", "SIGMOID_GRAD", "TANH_GRAD", "RELU_GRAD", "LEAKY_RELU", "LEAKY_RELU_GRAD",
+    "SATURATED_FRACTION", "PREDICTED_SATURATED_FRACTION", "DECLARATIONS", "SIMULATION_SIZE",
 ]
 
+#: The name this check raised before the engine's statistical tests existed.
+SimulationMismatchError = StatisticalTestError
 
-class NumericalWarningError(CheckFailure):
-    """The learner's function made NumPy warn (overflow, invalid value, division by zero)."""
-
-
-class SimulationMismatchError(CheckFailure):
-    """A closed form disagrees with a simulation by more than sampling noise allows."""
-
-
-# =========================================================================== helpers
-
-def _check(func: Callable, reference: Callable, cases: Sequence[Case], **options) -> None:
-    """:func:`check_against_reference`, quiet about NumPy warnings (a mistake may overflow while being matched).
-
-    Mistakes whose output contains ``nan`` or is a boolean array are named by
-    the generic comparison, which matches ``nan`` with ``nan`` and booleans exactly.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        check_against_reference(func, reference, cases, **options)
+NAMESPACE = {"np": np, "math": math, "activations": activations}   # the notebook's import cell
 
 
 # =========================================================================== inputs
 
 #: |z| values where a naive sigmoid overflows: exp(-z) is inf below -709.8 in float64, -88.7 in float32.
 HUGE = (1e4, 1e3, 710.0, 100.0, 89.0, 30.0, 1.0, 1e-3, 0.0)
+#: |z| far in the tails, where the sigmoid is tiny but a normal number: no overflow yet, every digit counts.
+TAILS = {np.dtype(np.float64): (700.0, 100.0, 40.0), np.dtype(np.float32): (85.0, 60.0, 40.0)}
+
+
+def _slope(slope: float | None) -> tuple[dict, str]:
+    return ({}, "") if slope is None else ({"slope": slope}, f", slope={slope:g}")
 
 
 def array_case(rng: np.random.Generator, shape: tuple, *, scale: float = 1.0, dtype=np.float64,
@@ -93,22 +80,34 @@ def array_case(rng: np.random.Generator, shape: tuple, *, scale: float = 1.0, dt
     if zeros:
         flat = z.reshape(-1)
         flat[rng.choice(flat.size, size=min(zeros, flat.size), replace=False)] = 0
-    kwargs = {} if slope is None else {"slope": slope}
+    kwargs, more = _slope(slope)
     label = (f"z ~ {scale:g} N(0, 1) of shape {tuple(shape)}, {dtype.name}"
-             + (f", {zeros} entries exactly 0" if zeros else "")
-             + (f", slope={slope:g}" if slope is not None else ""))
+             + (f", {zeros} entries exactly 0" if zeros else "") + more)
     return Case(label, (z,), kwargs, ("z",))
+
+
+def values_case(values: Sequence[float], dtype=np.float64, *, slope: float | None = None) -> Case:
+    """``z`` holding exactly these values."""
+    dtype = np.dtype(dtype)
+    kwargs, more = _slope(slope)
+    shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if len(values) > 8 else "")
+    return Case(f"z = {shown} in {dtype.name}{more}", (np.array(values, dtype=dtype),), kwargs, ("z",))
 
 
 def huge_case(dtype=np.float64, *, slope: float | None = None) -> Case:
     """``z`` = +-(1e4, 1e3, 710, 100, 89, 30, 1, 1e-3) and 0: where a naive sigmoid overflows."""
-    dtype = np.dtype(dtype)
     pos = np.array(HUGE)
-    z = np.concatenate([-pos, pos[::-1][1:]]).astype(dtype)
-    kwargs = {} if slope is None else {"slope": slope}
-    label = (f"huge |z| in {dtype.name}: z = -1e4, -1e3, -710, -100, -89, -30, ..., 0, ..., 1e4"
-             + (f", slope={slope:g}" if slope is not None else ""))
-    return Case(label, (z,), kwargs, ("z",))
+    return values_case(np.concatenate([-pos, pos[::-1][1:]]), dtype, slope=slope)
+
+
+def tail_case(dtype=np.float64) -> Case:
+    """``z`` = -700, -100, -40 (float64) or -85, -60, -40 (float32), their negatives, and 0.
+
+    The sigmoid there is tiny (4e-18 at -40, 1e-304 at -700) but not 0, and no
+    exponential overflows yet: each entry must be right to its own relative tolerance.
+    """
+    pos = TAILS[np.dtype(dtype)]
+    return values_case([-p for p in pos] + [0.0] + list(pos[::-1]), dtype)
 
 
 def saturation_case(rng: np.random.Generator, kind: str, scale: float, shape: tuple, *,
@@ -117,10 +116,22 @@ def saturation_case(rng: np.random.Generator, kind: str, scale: float, shape: tu
     dtype = np.dtype(dtype)
     z = shift + scale * rng.standard_normal(shape)
     a = activations.get_activation(kind).fn(z).astype(dtype)
+    return _fraction_case(a, kind, threshold, f"{kind} activations of z ~ N({shift:g}, {scale:g}^2), "
+                                              f"shape {tuple(shape)}")
+
+
+def activations_case(values: Sequence[float], kind: str, threshold: float | None = None, *,
+                     dtype=np.float64, why: str = "") -> Case:
+    """Activations ``a`` holding exactly these values, for ``saturated_fraction(a, kind, threshold)``."""
+    shown = ", ".join(f"{v:g}" for v in values)
+    return _fraction_case(np.array(values, dtype=dtype), kind, threshold,
+                          f"{kind} activations {shown}" + (f" ({why})" if why else ""))
+
+
+def _fraction_case(a: np.ndarray, kind: str, threshold: float | None, label: str) -> Case:
     args = (a, kind) if threshold is None else (a, kind, threshold)
-    label = (f"{kind} activations of z ~ N({shift:g}, {scale:g}^2), shape {tuple(shape)}, "
-             + (f"threshold {threshold:g}" if threshold is not None else "default threshold")
-             + (", float32" if dtype == np.float32 else ""))
+    label += (f", threshold {threshold:g}" if threshold is not None else ", default threshold")
+    label += ", float32" if a.dtype == np.float32 else ""
     return Case(label, args, {}, ("a", "kind", "threshold")[:len(args)])
 
 
@@ -132,27 +143,116 @@ def predicted_case(scale: float, kind: str, threshold: float | None = None) -> C
     return Case(label, args, {}, ("scale", "kind", "threshold")[:len(args)])
 
 
+# =========================================================================== declarations
+
+def _elementwise(name: str, reference: Callable, source: str, visible: Callable, shown: str,
+                 mistakes: Sequence[Mistake], registry: tuple[str, str], **options) -> Graded:
+    """An activation or derivative: z of any shape in, a new array of its shape and dtype out.
+
+    ``registry = (kind, field)`` names the registry's copy of the same computation
+    (``ACTIVATIONS["sigmoid"].grad_from_output``, which ``layers.activation_backward``
+    uses), forbidden along with the reference.
+    """
+    copy = getattr(activations.ACTIVATIONS[registry[0]], registry[1], None)
+    return Graded(name=name, reference=reference, source=source, visible=visible, namespace=NAMESPACE,
+                  outputs=Out(shown, like="z"), check_dtype=True, new_arrays=True, mistakes=mistakes,
+                  forbid=[reference] + ([copy] if callable(copy) else []), **options)
+
+
+# --------------------------------------------------------------------------- sigmoid
+
 def sigmoid_cases(seed: int = 0) -> list[Case]:
-    """Visible cases for ``sigmoid``: moderate and huge |z|, float64 and float32."""
+    """Visible cases for ``sigmoid``: moderate, far-tail and huge |z|, float64 and float32."""
     rng = np.random.default_rng(seed)
     return [
         array_case(rng, (6,)),
         array_case(rng, (3, 4), scale=10.0),
         array_case(rng, (2, 3, 2), scale=5.0, dtype=np.float32),
-        huge_case(np.float64),
+        tail_case(np.float64),             # the text: tiny values must keep their digits
+        tail_case(np.float32),
+        huge_case(np.float64),             # the text: no warning for |z| up to 1e4
         huge_case(np.float32),
     ]
 
 
+SIGMOID_SOURCE = """
+def sigmoid(z):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+"""
+
+SIGMOID = _elementwise(
+    "sigmoid", activations.sigmoid, SIGMOID_SOURCE, sigmoid_cases, "sigmoid(z)",
+    # far in the negative tail sigmoid(z) is tiny (4e-18 at z = -40) and must be right on its own scale
+    tolerance=Tolerance(floor=0.0), quiet_numpy=False,
+    registry=("sigmoid", "forward"),
+    mistakes=[
+        Mistake("1 / (1 + exp(-z)) is computed as written, and exp(-z) overflows once -z > 709.8 in "
+                "float64 (88.7 in float32)",
+                source="def sigmoid(z):\n    return 1.0 / (1.0 + np.exp(-z))\n"),
+        Mistake("np.where evaluates both of its formulas for every entry, and one of them overflows",
+                edit=("1.0 / (1.0 + e), e / (1.0 + e)",
+                      "1.0 / (1.0 + np.exp(-z)), np.exp(z) / (1.0 + np.exp(z))")),
+        Mistake("exp(z) / (1 + exp(z)) is inf / inf = nan for large positive z",
+                source="def sigmoid(z):\n    e = np.exp(z)\n    return e / (1.0 + e)\n"),
+        Mistake("z is converted to float64 (float32 in, float64 out)",
+                edit=("    e = np.exp(", "    z = np.asarray(z, dtype=np.float64)\n    e = np.exp(")),
+        Mistake("the two branches are swapped (this is sigmoid(-z) = 1 - sigmoid(z))",
+                edit=("1.0 / (1.0 + e), e / (1.0 + e)", "e / (1.0 + e), 1.0 / (1.0 + e)")),
+        Mistake("z is clipped before the formula, so every entry beyond the clip gets the clip's value "
+                "(sigmoid(-40) is 4e-18, sigmoid(-30) is 9e-14)",
+                edit=("    e = np.exp(", "    z = np.clip(z, -30, 30)\n    e = np.exp(")),
+        Mistake("the negative side is 1 minus a number close to 1, which cancels to 0 far in the tail "
+                "(sigmoid(-40) is 4e-18, not 0)",
+                edit=("e / (1.0 + e))", "1.0 - 1.0 / (1.0 + e))")),
+    ])
+
+
+def check_sigmoid(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+    """Check a learner's overflow-safe ``sigmoid(z)``: each entry to its own tolerance, no NumPy warning."""
+    SIGMOID.check(func, cases, quiet=quiet)
+
+
+# --------------------------------------------------------------------------- sigmoid_grad and tanh_grad
+
 def sigmoid_grad_cases(seed: int = 1) -> list[Case]:
-    """Visible cases for ``sigmoid_grad``."""
+    """Visible cases for ``sigmoid_grad``: moderate and huge |z|, float32."""
     rng = np.random.default_rng(seed)
     return [
         array_case(rng, (7,)),
         array_case(rng, (4, 3), scale=6.0),
         array_case(rng, (5,), scale=2.0, dtype=np.float32),
-        huge_case(np.float64),
+        huge_case(np.float64),             # the text: finite for |z| up to 1e4
+        huge_case(np.float32),
     ]
+
+
+SIGMOID_GRAD_SOURCE = """
+def sigmoid_grad(z):
+    s = activations.sigmoid(z)
+    return s * (1.0 - s)
+"""
+
+SIGMOID_GRAD = _elementwise(
+    "sigmoid_grad", activations.sigmoid_grad, SIGMOID_GRAD_SOURCE, sigmoid_grad_cases, "sigmoid'(z)",
+    # the text asks for activations.sigmoid; an answer that uses its own part-1 sigmoid is graded on its own
+    substitute={"sigmoid": activations.sigmoid},
+    registry=("sigmoid", "grad_from_output"),
+    mistakes=[
+        Mistake("the sigmoid itself, s, is returned instead of its derivative",
+                edit=("return s * (1.0 - s)", "return s")),
+        Mistake("only the factor 1 - s is returned", edit=("return s * (1.0 - s)", "return 1.0 - s")),
+        Mistake("tanh's derivative 1 - s^2 is used with the sigmoid's s", edit=("s * (1.0 - s)", "1.0 - s * s")),
+        Mistake("exp(-z) / (1 + exp(-z))^2 is inf / inf = nan for large negative z",
+                source="def sigmoid_grad(z):\n    return np.exp(-z) / (1.0 + np.exp(-z)) ** 2\n"),
+        Mistake("the derivative is evaluated at the output a = sigmoid(z) instead of at z",
+                edit=("activations.sigmoid(z)", "activations.sigmoid(activations.sigmoid(z))")),
+    ])
+
+
+def check_sigmoid_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+    """Check a learner's ``sigmoid_grad(z)`` against :func:`stablegrad.activations.sigmoid_grad`."""
+    SIGMOID_GRAD.check(func, cases, quiet=quiet)
 
 
 def tanh_grad_cases(seed: int = 2) -> list[Case]:
@@ -163,8 +263,36 @@ def tanh_grad_cases(seed: int = 2) -> list[Case]:
         array_case(rng, (3, 5), scale=3.0),
         array_case(rng, (4,), scale=0.5, dtype=np.float32),
         huge_case(np.float64),
+        huge_case(np.float32),
     ]
 
+
+TANH_GRAD_SOURCE = """
+def tanh_grad(z):
+    t = np.tanh(z)
+    return 1.0 - t * t
+"""
+
+TANH_GRAD = _elementwise(
+    "tanh_grad", activations.tanh_grad, TANH_GRAD_SOURCE, tanh_grad_cases, "tanh'(z)",
+    registry=("tanh", "grad_from_output"),
+    mistakes=[
+        Mistake("tanh(z) is not squared (1 - tanh(z))", edit=("1.0 - t * t", "1.0 - t")),
+        Mistake("the formula is applied to z itself, without tanh (1 - z^2)", edit=("t = np.tanh(z)", "t = z")),
+        Mistake("the difference is squared, (1 - tanh(z))^2, instead of tanh(z)",
+                edit=("1.0 - t * t", "(1.0 - t) ** 2")),
+        Mistake("the sigmoid's formula t (1 - t) is used for tanh", edit=("1.0 - t * t", "t * (1.0 - t)")),
+        Mistake("the derivative is evaluated at the output a = tanh(z) instead of at z",
+                edit=("np.tanh(z)", "np.tanh(np.tanh(z))")),
+    ])
+
+
+def check_tanh_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+    """Check a learner's ``tanh_grad(z)`` against :func:`stablegrad.activations.tanh_grad`."""
+    TANH_GRAD.check(func, cases, quiet=quiet)
+
+
+# --------------------------------------------------------------------------- relu and leaky relu
 
 def relu_grad_cases(seed: int = 3) -> list[Case]:
     """Visible cases for ``relu_grad``, with exact zeros (where relu'(0) = 0 by convention)."""
@@ -174,6 +302,31 @@ def relu_grad_cases(seed: int = 3) -> list[Case]:
         array_case(rng, (3, 4), scale=3.0),
         array_case(rng, (2, 5), dtype=np.float32, zeros=3),
     ]
+
+
+RELU_GRAD_SOURCE = """
+def relu_grad(z):
+    return (z > 0).astype(z.dtype)
+"""
+
+RELU_GRAD = _elementwise(
+    "relu_grad", activations.relu_grad, RELU_GRAD_SOURCE, relu_grad_cases, "relu'(z)",
+    registry=("relu", "grad_from_output"),
+    mistakes=[
+        Mistake("z itself is returned, not the 0/1 derivative", edit=("(z > 0).astype(z.dtype)", "z")),
+        Mistake("relu(z) = max(z, 0) is returned, not its derivative",
+                edit=("(z > 0).astype(z.dtype)", "np.maximum(z, 0)")),
+        Mistake("relu'(0) is taken to be 1 (z >= 0), where this course uses 0", edit=("z > 0", "z >= 0")),
+        Mistake("a boolean array comes back instead of numbers of z's dtype",
+                edit=("(z > 0).astype(z.dtype)", "z > 0")),
+        Mistake("the result is built from Python floats with np.where, which gives float64 for float32 z",
+                edit=("(z > 0).astype(z.dtype)", "np.where(z > 0, 1.0, 0.0)")),
+    ])
+
+
+def check_relu_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+    """Check a learner's ``relu_grad(z)``: 1 where z > 0, else 0 (also at exactly 0), in z's dtype."""
+    RELU_GRAD.check(func, cases, quiet=quiet)
 
 
 def leaky_relu_cases(seed: int = 4) -> list[Case]:
@@ -186,20 +339,127 @@ def leaky_relu_cases(seed: int = 4) -> list[Case]:
     ]
 
 
+LEAKY_RELU_SOURCE = """
+def leaky_relu(z, slope=0.01):
+    return np.where(z > 0, z, slope * z)
+"""
+
+LEAKY_RELU = _elementwise(
+    "leaky_relu", activations.leaky_relu, LEAKY_RELU_SOURCE, leaky_relu_cases, "leaky_relu(z)",
+    registry=("leaky_relu", "forward"),
+    mistakes=[
+        Mistake("the slope is applied on the positive side", edit=("z, slope * z)", "slope * z, z)")),
+        Mistake("the slope argument is ignored (always 0.01)", edit=("slope * z)", "0.01 * z)")),
+        Mistake("z <= 0 gives the constant slope, not slope * z", edit=("slope * z)", "slope)")),
+        Mistake("nothing leaks for z <= 0 (this is relu)",
+                edit=("np.where(z > 0, z, slope * z)", "np.maximum(z, 0)")),
+        Mistake("the caller's z is changed in place",
+                edit=("    return np.where(z > 0, z, slope * z)", "    z[z <= 0] *= slope\n    return z")),
+    ])
+
+
+def check_leaky_relu(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+    """Check a learner's ``leaky_relu(z, slope=0.01)`` against :func:`stablegrad.activations.leaky_relu`."""
+    LEAKY_RELU.check(func, cases, quiet=quiet)
+
+
+LEAKY_RELU_GRAD_SOURCE = """
+def leaky_relu_grad(z, slope=0.01):
+    return np.where(z > 0, 1.0, slope).astype(z.dtype)
+"""
+
+LEAKY_RELU_GRAD = _elementwise(
+    "leaky_relu_grad", activations.leaky_relu_grad, LEAKY_RELU_GRAD_SOURCE, lambda: leaky_relu_cases(seed=6),
+    "leaky_relu'(z)",
+    registry=("leaky_relu", "grad_from_output"),
+    mistakes=[
+        Mistake("the slope is applied on the positive side (slope for z > 0, 1 for z <= 0)",
+                edit=("1.0, slope)", "slope, 1.0)")),
+        Mistake("the derivative at z = 0 is taken to be 1 (z >= 0), where this course uses slope",
+                edit=("z > 0", "z >= 0")),
+        Mistake("the slope argument is ignored (always 0.01)", edit=("1.0, slope)", "1.0, 0.01)")),
+        Mistake("relu's derivative is returned: 0, not slope, for z <= 0",
+                edit=("np.where(z > 0, 1.0, slope)", "(z > 0)")),
+        Mistake("leaky_relu(z) itself is returned, not its derivative",
+                edit=("np.where(z > 0, 1.0, slope).astype(z.dtype)", "np.where(z > 0, z, slope * z)")),
+    ])
+
+
+def check_leaky_relu_grad(func: Callable, cases: Sequence[Case] | None = None, *,
+                          quiet: bool = False) -> None:
+    """Check a learner's ``leaky_relu_grad(z, slope=0.01)``: 1 where z > 0, else slope (also at 0)."""
+    LEAKY_RELU_GRAD.check(func, cases, quiet=quiet)
+
+
+# --------------------------------------------------------------------------- saturated_fraction
+
 def saturated_fraction_cases(seed: int = 5) -> list[Case]:
-    """Visible cases for ``saturated_fraction``: three kinds, two thresholds, values exactly at t."""
+    """Visible cases: three kinds, two thresholds, values exactly at t, tiny positive relu outputs."""
     rng = np.random.default_rng(seed)
-    at_threshold = np.array([0.97, -0.97, 0.975, -0.99, 0.5, 0.0, 0.96, 1.0])
     return [
         saturation_case(rng, "tanh", 2.0, (40, 10)),
         saturation_case(rng, "tanh", 1.0, (200,), threshold=0.9),
         saturation_case(rng, "sigmoid", 4.0, (30, 20)),
         saturation_case(rng, "sigmoid", 3.0, (100,), threshold=0.9, shift=3.0),
         saturation_case(rng, "relu", 1.0, (25, 8)),
-        Case("tanh activations exactly at the threshold 0.97 (which is not saturated: the test is |a| > t)",
-             (at_threshold, "tanh"), {}, ("a", "kind")),
+        activations_case([0.97, -0.97, 0.975, -0.99, 0.5, 0.0, 0.96, 1.0], "tanh",
+                         why="exactly at the threshold is not saturated: the test is |a| > t"),
+        activations_case([0.97, 0.5, 0.999, 0.02, 0.96], "sigmoid",
+                         why="exactly at the threshold is not saturated: the test is a > t"),
+        activations_case([0.0, 1e-9, 0.0, 1e-300, 2.5, 1e-12, 0.0, 0.3], "relu",
+                         why="tiny but positive outputs are active units: only a == 0 is inactive"),
     ]
 
+
+SATURATED_FRACTION_SOURCE = """
+def saturated_fraction(a, kind, threshold=0.97):
+    if kind == "relu":
+        return float(np.mean(a == 0))
+    if kind == "tanh":
+        return float(np.mean(np.abs(a) > threshold))
+    return float(np.mean((a > threshold) | (a < 1.0 - threshold)))
+"""
+
+_TANH_RULE, _SIGMOID_RULE = "np.abs(a) > threshold", "(a > threshold) | (a < 1.0 - threshold)"
+
+SATURATED_FRACTION = Graded(
+    name="saturated_fraction", reference=activations.saturated_fraction, source=SATURATED_FRACTION_SOURCE,
+    visible=saturated_fraction_cases, namespace=NAMESPACE, outputs=Out("the fraction"),
+    tolerance=Tolerance(rtol=1e-12, per_entry=False),   # one number, a count over a size: only rounding may differ
+    mistakes=[
+        Mistake("the threshold is applied to the pre-activation z (recovered as artanh(a) or logit(a)) "
+                "instead of to the activation a",
+                edit=((_TANH_RULE, "np.abs(np.arctanh(a)) > threshold"),
+                      (_SIGMOID_RULE, "np.abs(np.log(a / (1.0 - a))) > threshold"))),
+        Mistake("the activation is applied to a again, as if a were the pre-activation",
+                edit=((_TANH_RULE, "np.abs(np.tanh(a)) > threshold"),
+                      ("np.mean((a > threshold)", "np.mean((activations.sigmoid(a) > threshold)"),
+                      ("(a < 1.0 - threshold)", "(activations.sigmoid(a) < 1.0 - threshold)"))),
+        Mistake("values exactly at the threshold are counted (>= instead of >)",
+                edit=((_TANH_RULE, "np.abs(a) >= threshold"),
+                      (_SIGMOID_RULE, "(a >= threshold) | (a <= 1.0 - threshold)"))),
+        Mistake("only the upper tail a > t is counted, not the lower one",
+                edit=((_TANH_RULE, "a > threshold"), (_SIGMOID_RULE, "a > threshold"))),
+        Mistake("tanh's rule |a| > t is used for the sigmoid, whose lower tail is a < 1 - t",
+                edit=(_SIGMOID_RULE, _TANH_RULE)),
+        Mistake("relu units are counted as inactive when a < 0, which a relu output never is",
+                edit=("a == 0", "a < 0")),
+        Mistake("a tolerance around 0 counts tiny positive relu outputs (such as 1e-9) as inactive",
+                edit=("a == 0", "np.isclose(a, 0)")),
+        Mistake("the number of saturated entries is returned instead of their fraction",
+                edit=(("float(np.mean(a == 0))", "float(np.sum(a == 0))"),
+                      ("float(np.mean(np.abs", "float(np.sum(np.abs"),
+                      ("float(np.mean((a", "float(np.sum((a"))),
+    ])
+
+
+def check_saturated_fraction(func: Callable, cases: Sequence[Case] | None = None, *,
+                             quiet: bool = False) -> None:
+    """Check a learner's ``saturated_fraction(a, kind, threshold=0.97)`` (a float)."""
+    SATURATED_FRACTION.check(func, cases, quiet=quiet)
+
+
+# --------------------------------------------------------------------------- predicted_saturated_fraction
 
 def predicted_saturated_fraction_cases() -> list[Case]:
     """Visible cases for ``predicted_saturated_fraction``."""
@@ -213,471 +473,86 @@ def predicted_saturated_fraction_cases() -> list[Case]:
     ]
 
 
-# =========================================================================== sigmoid
-
-def _sg_naive(z):
-    return 1.0 / (1.0 + np.exp(-z))                          # exp(-z) overflows for z << 0
-
-
-def _sg_where_both_branches(z):
-    return np.where(z >= 0, 1.0 / (1.0 + np.exp(-z)),       # np.where evaluates BOTH branches
-                    np.exp(z) / (1.0 + np.exp(z)))          # for every entry: still overflows
-
-
-def _sg_exp_ratio(z):
-    e = np.exp(z)
-    return e / (1.0 + e)                                    # inf / inf = nan for z >> 0
-
-
-def _sg_float64(z):
-    z = np.asarray(z, dtype=np.float64)                     # float32 in, float64 out
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _sg_sign(z):
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, e / (1.0 + e), 1.0 / (1.0 + e))  # branches swapped: sigmoid(-z)
-
-
-SIGMOID_MISTAKES = [
-    Mistake("computing 1 / (1 + exp(-z)) directly, whose exp(-z) overflows for large negative z", _sg_naive),
-    Mistake("choosing between two naive formulas with np.where, which evaluates both of them for every "
-            "entry, so exp still overflows", _sg_where_both_branches),
-    Mistake("computing exp(z) / (1 + exp(z)), which gives inf / inf = nan for large positive z", _sg_exp_ratio),
-    Mistake("converting z to float64 (float32 in, float64 out)", _sg_float64),
-    Mistake("swapping the two branches (this computes sigmoid(-z) = 1 - sigmoid(z))", _sg_sign),
-]
-
-
-def _numpy_warnings(func: Callable, forbid: Sequence[Callable], case: Case, name: str) -> list[str]:
-    """Messages of the RuntimeWarnings NumPy emits while ``func`` runs on ``case``."""
-    args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
-    with warnings.catch_warnings(record=True) as caught, \
-            np.errstate(over="warn", invalid="warn", divide="warn", under="ignore"):
-        warnings.simplefilter("always")
-        call_guarded(func, forbid, *args, name=name, **kwargs)
-    return sorted({str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)})
-
-
-def _warning_mistakes(case: Case, mistakes: Sequence[Mistake]) -> list[str]:
-    matched = []
-    for mistake in mistakes:
-        try:
-            if _numpy_warnings(mistake.fn, (), case, "mistake"):
-                matched.append(mistake.description)
-        except Exception:
-            continue
-    return matched
-
-
-def check_sigmoid(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's overflow-safe ``sigmoid(z)``.
-
-    Values are compared with :func:`stablegrad.activations.sigmoid` (float32
-    outputs required for float32 inputs), then every case is run again with
-    NumPy's floating-point warnings recorded: an ``overflow encountered in
-    exp`` fails the check even when the returned values are right.
-    """
-    name = "sigmoid"
-    cases = sigmoid_cases() if cases is None else list(cases)
-    forbid = [activations.sigmoid]
-    _check(func, activations.sigmoid, cases, name=name, spec=Out("sigmoid(z)", like="z"),
-           mistakes=SIGMOID_MISTAKES, forbid=forbid, check_dtype=True, quiet=True)
-    for case in cases:
-        raised = _numpy_warnings(func, forbid, case, name)
-        if raised:
-            message = (f"{name} made NumPy warn: {'; '.join(raised)}.\n  case: {case.label}\n"
-                       f"  The values may look right, but exp(-z) overflows once -z > 709.8 in float64 "
-                       f"(88.7 in float32), and the same overflow turns a derivative into nan. Exponentiate "
-                       f"only -|z|, which is never positive.")
-            matched = _warning_mistakes(case, SIGMOID_MISTAKES)
-            if matched:
-                message += "\n  This matches a common mistake: " + "; or ".join(matched) + "."
-            raise NumericalWarningError(message)
-    if not quiet:
-        print(f"{name}: all {len(cases)} checks passed, without a NumPy warning")
-        for case in cases:
-            print(f"  ok  {case.label}")
-
-
-# =========================================================================== derivatives
-
-def _sgg_returns_s(z):
-    return activations.sigmoid(z)                           # s instead of s (1 - s)
-
-
-def _sgg_one_minus_s(z):
-    return 1.0 - activations.sigmoid(z)
-
-
-def _sgg_tanh_formula(z):
-    s = activations.sigmoid(z)
-    return 1.0 - s * s                                      # tanh's formula with sigmoid's output
-
-
-def _sgg_naive(z):
-    return np.exp(-z) / (1.0 + np.exp(-z)) ** 2             # inf / inf = nan for z << 0
-
-
-def _sgg_at_output(z):
-    s = activations.sigmoid(activations.sigmoid(z))         # sigmoid applied twice
-    return s * (1.0 - s)
-
-
-SIGMOID_GRAD_MISTAKES = [
-    Mistake("returning s = sigmoid(z) instead of s (1 - s)", _sgg_returns_s),
-    Mistake("returning 1 - s instead of s (1 - s)", _sgg_one_minus_s),
-    Mistake("using tanh's derivative 1 - s^2 with the sigmoid's s", _sgg_tanh_formula),
-    Mistake("computing exp(-z) / (1 + exp(-z))^2, which is inf / inf = nan for large negative z", _sgg_naive),
-    Mistake("evaluating the derivative at the output a = sigmoid(z) instead of at z", _sgg_at_output),
-]
-
-
-def _tg_not_squared(z):
-    return 1.0 - np.tanh(z)                                 # 1 - tanh, not squared
-
-
-def _tg_z_squared(z):
-    return 1.0 - z ** 2                                     # 1 - z^2: tanh forgotten
-
-
-def _tg_square_of_difference(z):
-    return (1.0 - np.tanh(z)) ** 2
-
-
-def _tg_sigmoid_formula(z):
-    t = np.tanh(z)
-    return t * (1.0 - t)                                    # the sigmoid's formula
-
-
-def _tg_at_output(z):
-    t = np.tanh(np.tanh(z))                                 # derivative at a = tanh(z)
-    return 1.0 - t * t
-
-
-TANH_GRAD_MISTAKES = [
-    Mistake("computing 1 - tanh(z) instead of 1 - tanh(z)^2 (not squared)", _tg_not_squared),
-    Mistake("computing 1 - z^2 (tanh forgotten)", _tg_z_squared),
-    Mistake("computing (1 - tanh(z))^2 instead of 1 - tanh(z)^2", _tg_square_of_difference),
-    Mistake("using the sigmoid's formula t (1 - t)", _tg_sigmoid_formula),
-    Mistake("evaluating the derivative at the output a = tanh(z) instead of at z", _tg_at_output),
-]
-
-
-def _rg_returns_x(z):
-    return z                                                # relu'(z) is not z
-
-
-def _rg_returns_relu(z):
-    return np.maximum(z, 0)                                 # relu itself
-
-
-def _rg_one_at_zero(z):
-    return (z >= 0).astype(z.dtype)                         # relu'(0) = 1 instead of 0
-
-
-def _rg_bool(z):
-    return z > 0                                            # a boolean array
-
-
-def _rg_float64(z):
-    return np.where(z > 0, 1.0, 0.0)                        # float64 even for float32 z
-
-
-RELU_GRAD_MISTAKES = [
-    Mistake("returning z itself instead of the 0/1 derivative", _rg_returns_x),
-    Mistake("returning relu(z) = max(z, 0) instead of its derivative", _rg_returns_relu),
-    Mistake("using relu'(0) = 1 (z >= 0) where this course uses 0 (z > 0)", _rg_one_at_zero),
-    Mistake("returning the boolean array z > 0 instead of numbers of z's dtype", _rg_bool),
-    Mistake("building the result from Python floats with np.where, which gives float64 for float32 z",
-            _rg_float64),
-]
-
-
-def check_sigmoid_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``sigmoid_grad(z)`` against :func:`stablegrad.activations.sigmoid_grad`."""
-    _check(func, activations.sigmoid_grad, sigmoid_grad_cases() if cases is None else cases,
-           name="sigmoid_grad", spec=Out("sigmoid'(z)", like="z"),
-           mistakes=SIGMOID_GRAD_MISTAKES, forbid=[activations.sigmoid_grad],
-           check_dtype=True, quiet=quiet)
-
-
-def check_tanh_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``tanh_grad(z)`` against :func:`stablegrad.activations.tanh_grad`."""
-    _check(func, activations.tanh_grad, tanh_grad_cases() if cases is None else cases,
-           name="tanh_grad", spec=Out("tanh'(z)", like="z"),
-           mistakes=TANH_GRAD_MISTAKES, forbid=[activations.tanh_grad],
-           check_dtype=True, quiet=quiet)
-
-
-def check_relu_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``relu_grad(z)``: 1 where z > 0, else 0 (also at exactly 0), in z's dtype."""
-    _check(func, activations.relu_grad, relu_grad_cases() if cases is None else cases,
-           name="relu_grad", spec=Out("relu'(z)", like="z"),
-           mistakes=RELU_GRAD_MISTAKES, forbid=[activations.relu_grad],
-           check_dtype=True, quiet=quiet)
-
-
-# =========================================================================== leaky relu
-
-def _lr_positive_side(z, slope=0.01):
-    return np.where(z > 0, slope * z, z)                    # the slope on the wrong side
-
-
-def _lr_fixed_slope(z, slope=0.01):
-    return np.where(z > 0, z, 0.01 * z)                     # ignores the slope argument
-
-
-def _lr_zero_negative(z, slope=0.01):
-    return np.where(z > 0, z, slope)                        # slope instead of slope * z
-
-
-def _lr_relu(z, slope=0.01):
-    return np.maximum(z, 0)                                 # plain relu
-
-
-LEAKY_RELU_MISTAKES = [
-    Mistake("applying the slope on the positive side (slope * z for z > 0)", _lr_positive_side),
-    Mistake("ignoring the slope argument (always 0.01)", _lr_fixed_slope),
-    Mistake("returning the constant slope for z <= 0 instead of slope * z", _lr_zero_negative),
-    Mistake("returning relu(z): nothing leaks for z <= 0", _lr_relu),
-]
-
-
-def _lrg_positive_side(z, slope=0.01):
-    return np.where(z > 0, slope, 1.0).astype(z.dtype)     # the slope on the wrong side
-
-
-def _lrg_one_at_zero(z, slope=0.01):
-    return np.where(z >= 0, 1.0, slope).astype(z.dtype)    # 1 at z = 0 instead of slope
-
-
-def _lrg_fixed_slope(z, slope=0.01):
-    return np.where(z > 0, 1.0, 0.01).astype(z.dtype)      # ignores the slope argument
-
-
-def _lrg_relu_grad(z, slope=0.01):
-    return (z > 0).astype(z.dtype)                          # relu's derivative: 0, not slope
-
-
-def _lrg_function(z, slope=0.01):
-    return np.where(z > 0, z, slope * z)                    # leaky_relu itself
-
-
-LEAKY_RELU_GRAD_MISTAKES = [
-    Mistake("applying the slope on the positive side (slope for z > 0, 1 for z <= 0)", _lrg_positive_side),
-    Mistake("using 1 at z = 0 (z >= 0) where this course uses slope there (z > 0)", _lrg_one_at_zero),
-    Mistake("ignoring the slope argument (always 0.01)", _lrg_fixed_slope),
-    Mistake("returning relu's derivative: 0 instead of slope for z <= 0", _lrg_relu_grad),
-    Mistake("returning leaky_relu(z) instead of its derivative", _lrg_function),
-]
-
-
-def check_leaky_relu(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``leaky_relu(z, slope=0.01)`` against :func:`stablegrad.activations.leaky_relu`."""
-    _check(func, activations.leaky_relu, leaky_relu_cases() if cases is None else cases,
-           name="leaky_relu", spec=Out("leaky_relu(z)", like="z"),
-           mistakes=LEAKY_RELU_MISTAKES, forbid=[activations.leaky_relu],
-           check_dtype=True, quiet=quiet)
-
-
-def check_leaky_relu_grad(func: Callable, cases: Sequence[Case] | None = None, *,
-                          quiet: bool = False) -> None:
-    """Check a learner's ``leaky_relu_grad(z, slope=0.01)``: 1 where z > 0, else slope (also at 0)."""
-    _check(func, activations.leaky_relu_grad,
-           leaky_relu_cases(seed=6) if cases is None else cases,
-           name="leaky_relu_grad", spec=Out("leaky_relu'(z)", like="z"),
-           mistakes=LEAKY_RELU_GRAD_MISTAKES, forbid=[activations.leaky_relu_grad],
-           check_dtype=True, quiet=quiet)
-
-
-# =========================================================================== saturated fraction
-
-def _sf_on_z(a, kind, threshold=0.97):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "tanh":
-            z = np.arctanh(a)                               # back to the pre-activation...
-        elif kind == "sigmoid":
-            z = np.log(a / (1.0 - a))
-        else:
-            return float(np.mean(a == 0))
-    return float(np.mean(np.abs(z) > threshold))            # ...and the threshold applied to z
-
-
-def _sf_activation_again(a, kind, threshold=0.97):
-    if kind == "relu":
-        return float(np.mean(a == 0))
-    b = np.tanh(a) if kind == "tanh" else activations.sigmoid(a)   # treats a as if it were z
-    if kind == "tanh":
-        return float(np.mean(np.abs(b) > threshold))
-    return float(np.mean((b > threshold) | (b < 1.0 - threshold)))
-
-
-def _sf_greater_equal(a, kind, threshold=0.97):
-    if kind == "relu":
-        return float(np.mean(a == 0))
-    if kind == "tanh":
-        return float(np.mean(np.abs(a) >= threshold))      # >= counts |a| = t as saturated
-    return float(np.mean((a >= threshold) | (a <= 1.0 - threshold)))
-
-
-def _sf_upper_only(a, kind, threshold=0.97):
-    if kind == "relu":
-        return float(np.mean(a == 0))
-    if kind == "tanh":
-        return float(np.mean(a > threshold))                # forgets the negative tail
-    return float(np.mean(a > threshold))                    # forgets sigmoid's lower tail
-
-
-def _sf_tanh_rule(a, kind, threshold=0.97):
-    if kind == "relu":
-        return float(np.mean(a == 0))
-    return float(np.mean(np.abs(a) > threshold))            # |a| > t for the sigmoid too
-
-
-def _sf_relu_negative(a, kind, threshold=0.97):
-    if kind == "relu":
-        return float(np.mean(a < 0))                        # a relu output is never negative
-    if kind == "tanh":
-        return float(np.mean(np.abs(a) > threshold))
-    return float(np.mean((a > threshold) | (a < 1.0 - threshold)))
-
-
-def _sf_count(a, kind, threshold=0.97):
-    if kind == "relu":
-        return float(np.sum(a == 0))                        # a count, not a fraction
-    if kind == "tanh":
-        return float(np.sum(np.abs(a) > threshold))
-    return float(np.sum((a > threshold) | (a < 1.0 - threshold)))
-
-
-SATURATED_FRACTION_MISTAKES = [
-    Mistake("computing the fraction on the pre-activation z (recovered as artanh(a) or logit(a)) "
-            "instead of on the activation a", _sf_on_z),
-    Mistake("applying the activation to a again, as if a were the pre-activation", _sf_activation_again),
-    Mistake("counting values exactly at the threshold (>= instead of >)", _sf_greater_equal),
-    Mistake("counting only the upper tail (a > t) and forgetting the lower one", _sf_upper_only),
-    Mistake("using tanh's rule |a| > t for the sigmoid, whose lower tail is a < 1 - t", _sf_tanh_rule),
-    Mistake("counting a < 0 for relu (a relu output is never negative; inactive means a == 0)",
-            _sf_relu_negative),
-    Mistake("returning the number of saturated entries instead of their fraction", _sf_count),
-]
-
-
-def check_saturated_fraction(func: Callable, cases: Sequence[Case] | None = None, *,
-                             quiet: bool = False) -> None:
-    """Check a learner's ``saturated_fraction(a, kind, threshold=0.97)`` (a float)."""
-    _check(func, activations.saturated_fraction,
-           saturated_fraction_cases() if cases is None else cases,
-           name="saturated_fraction", spec=Out("the fraction"),
-           mistakes=SATURATED_FRACTION_MISTAKES, forbid=[activations.saturated_fraction],
-           rtol=1e-12, quiet=quiet)
-
-
-# =========================================================================== the closed form
-
-def _pf_scale_squared(scale, kind, threshold=0.97):
-    if kind == "relu":
-        return 0.5
-    c = math.atanh(threshold) if kind == "tanh" else math.log(threshold / (1.0 - threshold))
-    return 2.0 * (1.0 - 0.5 * (1.0 + math.erf(c / scale ** 2 / math.sqrt(2.0))))   # s^2 where s belongs
-
-
-def _pf_one_tail(scale, kind, threshold=0.97):
-    if kind == "relu":
-        return 0.5
-    c = math.atanh(threshold) if kind == "tanh" else math.log(threshold / (1.0 - threshold))
-    return 1.0 - 0.5 * (1.0 + math.erf(c / scale / math.sqrt(2.0)))                # factor 2 missing
-
-
-def _pf_threshold_as_cutoff(scale, kind, threshold=0.97):
-    if kind == "relu":
-        return 0.5
-    c = threshold                                            # P(|z| > t): the cutoff on z, not on a
-    return 2.0 * (1.0 - 0.5 * (1.0 + math.erf(c / scale / math.sqrt(2.0))))
-
-
-def _pf_artanh_for_sigmoid(scale, kind, threshold=0.97):
-    if kind == "relu":
-        return 0.5
-    c = math.atanh(threshold)                                # tanh's cutoff for both kinds
-    return 2.0 * (1.0 - 0.5 * (1.0 + math.erf(c / scale / math.sqrt(2.0))))
-
-
-def _pf_times_scale(scale, kind, threshold=0.97):
-    if kind == "relu":
-        return 0.5
-    c = math.atanh(threshold) if kind == "tanh" else math.log(threshold / (1.0 - threshold))
-    return 2.0 * (1.0 - 0.5 * (1.0 + math.erf(c * scale / math.sqrt(2.0))))        # c s instead of c / s
-
-
-def _pf_phi_not_tail(scale, kind, threshold=0.97):
-    if kind == "relu":
-        return 0.5
-    c = math.atanh(threshold) if kind == "tanh" else math.log(threshold / (1.0 - threshold))
-    return 2.0 * 0.5 * (1.0 + math.erf(c / scale / math.sqrt(2.0)))                # 2 Phi, not 2 (1 - Phi)
-
-
-def _pf_relu_zero(scale, kind, threshold=0.97):
-    if kind == "relu":
-        return 0.0                                           # "relu never saturates"
-    c = math.atanh(threshold) if kind == "tanh" else math.log(threshold / (1.0 - threshold))
-    return math.erfc(c / scale / math.sqrt(2.0))
-
-
-PREDICTED_MISTAKES = [
-    Mistake("using scale^2 where the scale s belongs (artanh(t) / s^2)", _pf_scale_squared),
-    Mistake("forgetting the factor 2: counting only one tail, 1 - Phi(c / s)", _pf_one_tail),
-    Mistake("using the threshold t itself as the cutoff on z (the saturated fraction of z, not of the "
-            "activation), instead of artanh(t) or logit(t)", _pf_threshold_as_cutoff),
-    Mistake("using tanh's cutoff artanh(t) for the sigmoid, whose cutoff is logit(t) = log(t / (1 - t))",
-            _pf_artanh_for_sigmoid),
-    Mistake("multiplying the cutoff by the scale instead of dividing (c s instead of c / s)", _pf_times_scale),
-    Mistake("returning 2 Phi(c / s) instead of 2 (1 - Phi(c / s))", _pf_phi_not_tail),
-    Mistake("returning 0 for relu: half of N(0, s^2) pre-activations are negative, so half of the units "
-            "are inactive", _pf_relu_zero),
-]
-
-#: Samples per case in the simulation check: the binomial standard deviation is at most 0.5 / sqrt(n) = 0.0011.
+#: Samples per setting in the simulation: the binomial standard error is at most 0.5 / sqrt(n) = 0.0011.
 SIMULATION_SIZE = 200_000
+#: (scale, kind, threshold) where the closed form meets a simulation; none is a visible case.
+SIMULATED = ((1.3, "tanh", 0.97), (0.6, "tanh", 0.8), (2.5, "sigmoid", 0.97), (6.0, "sigmoid", 0.95),
+             (0.7, "relu", 0.97))
 
 
-def _simulate(case: Case, seed: int) -> tuple[float, float]:
-    """Saturated fraction of ``SIMULATION_SIZE`` Gaussian pre-activations, and its standard error."""
-    scale, kind = case.args[0], case.args[1]
-    threshold = case.args[2] if len(case.args) > 2 else 0.97
-    z = scale * np.random.default_rng(seed).standard_normal(SIMULATION_SIZE)
-    a = activations.get_activation(kind).fn(z)
-    p = activations.saturated_fraction(a, kind, threshold)
+def _simulated_fraction(scale: float, kind: str, threshold: float, rng: np.random.Generator):
+    """Saturated fraction of ``SIMULATION_SIZE`` pre-activations ``z ~ N(0, scale^2)``, and its standard error."""
+    z = scale * rng.standard_normal(SIMULATION_SIZE)
+    p = activations.saturated_fraction(activations.get_activation(kind).fn(z), kind, threshold)
     return p, math.sqrt(max(p * (1.0 - p), 1.0 / SIMULATION_SIZE) / SIMULATION_SIZE)
 
 
+def _agrees_with_simulation(call) -> Problem | None:
+    """The closed form lies within 5 standard errors of a simulated fraction at every setting of SIMULATED."""
+    rng = np.random.default_rng(0)
+    for scale, kind, threshold in SIMULATED:
+        simulated, se = _simulated_fraction(scale, kind, threshold, rng)
+        got = call(scale, kind, threshold, names=("scale", "kind", "threshold"))
+        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (float, int, np.floating, np.integer)):
+            return Problem("type", "the predicted fraction", f"is a {type(got).__name__}; expected a float")
+        if not abs(float(got) - simulated) <= 5.0 * se:
+            # the value is part of `what`, so that only a mistake giving the same number is named
+            return Problem("statistics", f"the fraction {float(got):.6g} at scale {scale:g}, kind {kind!r}, "
+                                         f"threshold {threshold:g}",
+                           f"is far from a simulation of {SIMULATION_SIZE} pre-activations z ~ N(0, {scale:g}^2), "
+                           f"which measures {simulated:.6g} (standard error {se:.2g}; "
+                           f"{abs(float(got) - simulated) / se:.0f} standard errors apart)")
+    return None
+
+
+PREDICTED_SATURATED_FRACTION_SOURCE = """
+def predicted_saturated_fraction(scale, kind, threshold=0.97):
+    if kind == "relu":
+        return 0.5
+    if kind == "tanh":
+        cutoff = math.atanh(threshold)
+    else:
+        cutoff = math.log(threshold / (1.0 - threshold))
+    return math.erfc(cutoff / scale / math.sqrt(2.0))
+"""
+
+_TANH_CUTOFF, _SIGMOID_CUTOFF = "cutoff = math.atanh(threshold)", "cutoff = math.log(threshold / (1.0 - threshold))"
+
+PREDICTED_SATURATED_FRACTION = Graded(
+    name="predicted_saturated_fraction", reference=activations.predicted_saturated_fraction,
+    source=PREDICTED_SATURATED_FRACTION_SOURCE, visible=predicted_saturated_fraction_cases,
+    namespace=NAMESPACE, outputs=Out("the predicted fraction"),
+    # 1 - Phi and erfc agree to 1e-16 in absolute terms, not relatively far in the tail (3e-12 at s = 0.3)
+    tolerance=Tolerance(rtol=1e-6, atol=1e-12, per_entry=False),   # one number
+    properties=[Property(f"agrees with a simulation of {SIMULATION_SIZE} Gaussian pre-activations at "
+                         f"{len(SIMULATED)} other settings", _agrees_with_simulation)],
+    mistakes=[
+        Mistake("the cutoff is divided by the variance s^2 where the standard deviation s belongs",
+                edit=("cutoff / scale /", "cutoff / scale ** 2 /")),
+        Mistake("only one tail of the Gaussian is counted (the factor 2 is missing)",
+                edit=("return math.erfc(", "return 0.5 * math.erfc(")),
+        Mistake("the threshold t on the activation is used as the cutoff on z",
+                edit=((_TANH_CUTOFF, "cutoff = threshold"), (_SIGMOID_CUTOFF, "cutoff = threshold"))),
+        Mistake("tanh's cutoff artanh(t) is used for the sigmoid too, whose cutoff is logit(t)",
+                edit=(_SIGMOID_CUTOFF, _TANH_CUTOFF)),
+        Mistake("the cutoff is multiplied by the scale instead of divided by it",
+                edit=("cutoff / scale /", "cutoff * scale /")),
+        Mistake("Phi(c / s), the probability below the cutoff, is used where the tail 1 - Phi(c / s) belongs",
+                edit=("return math.erfc(", "return 2.0 - math.erfc(")),
+        Mistake("relu is taken never to saturate, although half of N(0, s^2) pre-activations are negative",
+                edit=("return 0.5", "return 0.0")),
+    ])
+
+
 def check_predicted_saturated_fraction(func: Callable, cases: Sequence[Case] | None = None, *,
-                                       quiet: bool = False, seed: int = 0) -> None:
+                                       quiet: bool = False) -> None:
     """Check a learner's closed form ``predicted_saturated_fraction(scale, kind, threshold=0.97)``.
 
-    First against :func:`stablegrad.activations.predicted_saturated_fraction`
-    (relative tolerance 1e-6, absolute 1e-12, so that ``1 - Phi`` and
-    ``erfc`` agree in the far tail), then against a simulation of
-    :data:`SIMULATION_SIZE` Gaussian pre-activations per case: the closed form
-    must lie within 5 binomial standard deviations of the simulated fraction.
+    Against :func:`stablegrad.activations.predicted_saturated_fraction` on the
+    cases, then against a simulation at the settings of :data:`SIMULATED`.
     """
-    name = "predicted_saturated_fraction"
-    cases = predicted_saturated_fraction_cases() if cases is None else list(cases)
-    forbid = [activations.predicted_saturated_fraction]
-    _check(func, activations.predicted_saturated_fraction, cases, name=name,
-           spec=Out("the predicted fraction"), mistakes=PREDICTED_MISTAKES, forbid=forbid,
-           rtol=1e-6, atol=1e-12, quiet=True)
-    lines = []
-    for k, case in enumerate(cases):
-        got = float(call_guarded(func, forbid, *copy.deepcopy(case.args), name=name, **case.kwargs))
-        simulated, sd = _simulate(case, seed + k)
-        if not abs(got - simulated) <= 5 * sd:
-            raise SimulationMismatchError(
-                f"{name}: your closed form gives {got:.6g}, but a simulation of {SIMULATION_SIZE} "
-                f"pre-activations measures {simulated:.6g} (standard error {sd:.2g}).\n  case: {case.label}")
-        lines.append(f"  ok  {case.label}: {got:.4g} (simulated {simulated:.4g})")
-    if not quiet:
-        print(f"{name}: all {len(cases)} checks passed, against the reference and against simulation")
-        print("\n".join(lines))
+    PREDICTED_SATURATED_FRACTION.check(func, cases, quiet=quiet)
+
+
+DECLARATIONS = [SIGMOID, SIGMOID_GRAD, TANH_GRAD, RELU_GRAD, LEAKY_RELU, LEAKY_RELU_GRAD, SATURATED_FRACTION,
+                PREDICTED_SATURATED_FRACTION]
