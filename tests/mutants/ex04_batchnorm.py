@@ -1,14 +1,11 @@
 """Wrong submissions for ex04_batchnorm; each must lose exactly the points of its cell.
 
-The common mistakes come from ``stablegrad.checking.batchnorm`` (the same lists the
-visible tests use to name a learner's mistake), so the diagnosis and the grading
-tests cannot drift apart. They include every mistake the issue lists: the N - 1
-variance, eps outside the square root, running statistics updated in inference
-mode, the caller's running arrays mutated in place (forward); a missing dmean
-term, a missing dvar term, dbeta summed over the features (staged backward);
-reductions over the wrong axis and gamma forgotten in dx (compact backward and
-layer norm). Below: delegation to the reference by several routes, and a
-delegation that only the hidden inputs reach.
+The common mistakes come from the declarations in ``stablegrad.checking.batchnorm``
+(each an edit of the learner-style source the diagnosis compiles), so the
+diagnosis and the grading tests cannot drift apart. Below them: delegation to
+the reference by several routes, a delegation that only the hidden inputs
+reach, and a submission that patches the checker (which the hidden tests'
+``fresh()`` puts back).
 """
 
 from grading import Mutant, from_mistakes
@@ -17,23 +14,15 @@ from stablegrad.checking import batchnorm as checks
 
 FW, ST, CP, LN = "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_compact", "layernorm_backward"
 
-STAGED = '''
-    x, xhat, mean, var, std, gamma, eps, train = cache
-    n = x.shape[0]
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * xhat).sum(axis=0)
-    dxhat = dout * gamma
-    if not train:
-        return dxhat / std, dgamma, dbeta
-    xmu = x - mean
-    dvar = -0.5 * (dxhat * xmu).sum(axis=0) / std ** 3
-    dmean = -dxhat.sum(axis=0) / std
-    return dxhat / std + dvar * 2.0 * xmu / n + dmean / n, dgamma, dbeta
+WRONG_LAYERNORM = '''
+def layernorm_backward(dout, cache):
+    xhat, std, gamma = cache
+    return dout * gamma / std, (dout * xhat).sum(axis=0), dout.sum(axis=0)
 '''
 
 MUTANTS = [
     # ------------------------------------------------------------------ batchnorm_forward (3 points)
-    *from_mistakes(FW, checks.BATCHNORM_FORWARD_MISTAKES),
+    *from_mistakes(FW, checks.BATCHNORM_FORWARD),
     Mutant(FW, "delegates: calls normalization.batchnorm_forward", '''
 def batchnorm_forward(x, gamma, beta, running, train, momentum=0.9, eps=1e-5):
     return normalization.batchnorm_forward(x, gamma, beta, running, train=train, momentum=momentum, eps=eps)
@@ -46,7 +35,7 @@ def batchnorm_forward(x, gamma, beta, running, train, momentum=0.9, eps=1e-5):
     return module.batchnorm_forward(x, gamma, beta, running, train=train, momentum=momentum, eps=eps)
 '''),
     # ------------------------------------------------------------------ batchnorm_backward (3 points)
-    *from_mistakes(ST, checks.BATCHNORM_BACKWARD_MISTAKES),
+    *from_mistakes(ST, checks.BATCHNORM_BACKWARD),
     Mutant(ST, "delegates: the reference imported under the exercise's name", '''
 from stablegrad.normalization import batchnorm_backward
 '''),
@@ -54,13 +43,12 @@ from stablegrad.normalization import batchnorm_backward
 def batchnorm_backward(dout, cache):
     return normalization.batchnorm_backward_compact(dout, cache)
 '''),
-    Mutant(ST, "delegates only for a batch of two (hidden inputs)", '''
-def batchnorm_backward(dout, cache):
-    if dout.shape[0] == 2:
+    Mutant(ST, "delegates only for a float32 batch of two with one feature (hidden inputs)",
+           checks.BATCHNORM_BACKWARD_SOURCE.replace("    x, xhat,", '''    if dout.shape == (2, 1) and dout.dtype == np.float32:
         return normalization.batchnorm_backward(dout, cache)
-''' + STAGED, caught_by="hidden"),
+    x, xhat,'''), caught_by="hidden"),
     # ------------------------------------------------------------------ batchnorm_backward_compact (2 points)
-    *from_mistakes(CP, checks.BATCHNORM_COMPACT_MISTAKES),
+    *from_mistakes(CP, checks.BATCHNORM_BACKWARD_COMPACT),
     Mutant(CP, "delegates: through sys.modules", '''
 import sys
 
@@ -72,7 +60,7 @@ def batchnorm_backward_compact(dout, cache):
     return normalization.batchnorm_backward(dout, cache)
 '''),
     # ------------------------------------------------------------------ layernorm_backward (2 points)
-    *from_mistakes(LN, checks.LAYERNORM_BACKWARD_MISTAKES),
+    *from_mistakes(LN, checks.LAYERNORM_BACKWARD),
     Mutant(LN, "delegates: calls normalization.layernorm_backward", '''
 def layernorm_backward(dout, cache):
     return normalization.layernorm_backward(dout, cache)
@@ -81,4 +69,7 @@ def layernorm_backward(dout, cache):
 def layernorm_backward(dout, cache, _reference=normalization.layernorm_backward):
     return _reference(dout, cache)
 '''),
+    Mutant(LN, "wrong answer, and the checker replaced by a no-op", WRONG_LAYERNORM + '''
+checks.check_layernorm_backward = lambda *args, **kwargs: None
+''', caught_by="hidden"),
 ]

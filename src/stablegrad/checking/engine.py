@@ -111,6 +111,7 @@ class Finding(NamedTuple):
     case: str = ""
     where: str = ""                   # the learner's line that raised, for exceptions
     mistakes: tuple[str, ...] = ()    # causes of the common mistakes that behave the same way
+    notes: tuple[str, ...] = ()       # what the declaration's diagnosis reads from a wrong value
 
 
 class Report(NamedTuple):
@@ -162,6 +163,10 @@ class Graded:
         ``layers``...), as the notebook's import cell provides them.
     view : callable, optional
         Applied to both outputs before comparing (e.g. a cache record as a dict).
+    diagnose : callable, optional
+        ``diagnose(case, value) -> str | None``: for a wrong value, a line naming the likely
+        cause read from the value itself (which branch of a gradient is missing), for answers
+        that match no catalogued mistake.
     new_arrays : bool
         Outputs must not share memory with the inputs.
     quiet_numpy : bool
@@ -181,6 +186,7 @@ class Graded:
     substitute: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
     namespace: Mapping[str, object] = dataclasses.field(default_factory=dict)
     view: Callable | None = None
+    diagnose: Callable | None = None
     new_arrays: bool = False
     quiet_numpy: bool = True
 
@@ -346,6 +352,18 @@ def _case_mistakes(decl: Graded, case: Case, expected, outcome: Outcome, problem
     return tuple(matched)
 
 
+def _notes(decl: Graded, case: Case, outcome: Outcome, problem: Problem) -> tuple[str, ...]:
+    if decl.diagnose is None or problem.kind != "value":
+        return ()
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            note = decl.diagnose(case, outcome.value)
+    except Exception:  # noqa: BLE001 - a value too malformed to read has nothing more to say
+        return ()
+    return (note,) if note else ()
+
+
 def _run_property(prop: Property, call: Caller) -> Problem | None:
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -355,9 +373,20 @@ def _run_property(prop: Property, call: Caller) -> Problem | None:
         return stop.problem
 
 
-def _property_mistakes(decl: Graded, prop: Property, problem: Problem) -> tuple[str, ...]:
+def _passes(decl: Graded, fn: Callable, cases: Sequence[Case]) -> bool:
+    for case in cases:
+        outcome = run_learner(fn, case.args, case.kwargs, names=case.names, substitute=decl.substitute)
+        if _value_problem(decl, case, _expected(decl, case), outcome) is not None:
+            return False
+    return True
+
+
+def _property_mistakes(decl: Graded, prop: Property, problem: Problem, cases: Sequence[Case]) -> tuple[str, ...]:
+    """Mistakes that pass the cases, as the learner's function did, and fail the property the same way."""
     matched = []
     for mistake, fn in decl.mistake_functions():
+        if not _passes(decl, fn, cases):
+            continue
         theirs = _run_property(prop, Caller(decl, fn, guarded=False))
         if theirs is not None and (theirs.kind, theirs.what, theirs.evidence) == \
                 (problem.kind, problem.what, problem.evidence) \
@@ -379,14 +408,14 @@ def run(decl: Graded, func: Callable, cases: Sequence[Case] | None = None) -> Re
             return Report(decl.name, tuple(passed), Finding(
                 problem.kind, decl.name, problem.what, problem.text, case.label,
                 outcome.raised.where if problem.kind == "raised" else "",
-                _case_mistakes(decl, case, expected, outcome, problem)))
+                _case_mistakes(decl, case, expected, outcome, problem), _notes(decl, case, outcome, problem)))
         passed.append(case.label)
     for prop in decl.properties:
         problem = _run_property(prop, Caller(decl, func))
         if problem is not None:
             return Report(decl.name, tuple(passed), Finding(
                 problem.kind, decl.name, problem.what, problem.text, prop.label, "",
-                _property_mistakes(decl, prop, problem)))
+                _property_mistakes(decl, prop, problem, cases)))
         passed.append(prop.label)
     return Report(decl.name, tuple(passed), None)
 
@@ -402,6 +431,7 @@ def render(finding: Finding) -> str:
         lines.append(f"  case: {finding.case}")
     if finding.where:
         lines.append(f"  in your code, {finding.where}")
+    lines += [f"  {note}" for note in finding.notes]
     if finding.mistakes:
         lines.append("  This matches a common mistake: " + "; or ".join(finding.mistakes) + ".")
     return "\n".join(lines)
