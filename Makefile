@@ -110,6 +110,7 @@ check: setup  ## run a notebook's visible tests; fails when one fails, naming it
 
 bench: setup  ## measure set-up, build, test and autograde times (prints the figures quoted in README)
 	python tests/benchmarks/course_speed.py
+	python tests/benchmarks/package_speed.py
 
 clean:  ## remove build outputs and nbgrader state (keeps .venv)
 	rm -rf _build .pytest_cache gradebook.db autograded feedback grades.csv

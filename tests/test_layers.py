@@ -164,3 +164,12 @@ def test_bad_calls_raise_clear_errors(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert message in str(info.value)
+
+
+def test_dense_forward_keeps_numpy_dtype_promotion(rng):
+    # the bias is added into the product in place only when that keeps the result's dtype
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    W = rng.standard_normal((4, 2)).astype(np.float32)
+    out, _ = layers.dense_forward(x, W, np.zeros(2))          # float64 bias: float64 result, as x @ W + b
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, x @ W + np.zeros(2))

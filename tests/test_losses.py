@@ -195,3 +195,19 @@ def test_registry():
 def test_bad_inputs_name_the_argument(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+def test_registry_serves_training_loops():
+    assert get_loss("cross_entropy") is LOSSES["softmax_cross_entropy"]
+    assert {name: l.kind for name, l in LOSSES.items()} == {
+        "mse": "regression", "bce": "binary", "bce_with_logits": "binary", "softmax_cross_entropy": "multiclass"}
+    rng = np.random.default_rng(0)
+    z, labels = rng.normal(size=(5, 3)), np.array([0, 2, 1, 1, 0])
+    Y = LOSSES["softmax_cross_entropy"].targets(labels, 5, 3, np.float64, "f")
+    # the unchecked core on prepared targets is the public function, to the last bit
+    assert LOSSES["softmax_cross_entropy"].core(z, Y)[0] == softmax_cross_entropy(z, labels)[0]
+    p, y = rng.uniform(0.1, 0.9, (5, 1)), rng.integers(0, 2, 5)
+    Yb = LOSSES["bce"].targets(y, 5, 1, np.float64, "f")
+    np.testing.assert_array_equal(LOSSES["bce"].core(p, Yb)[1], bce_loss(p, y)[1])
+    with pytest.raises(ValueError, match="f: y must hold targets in"):
+        LOSSES["bce"].targets(np.array([0.0, 2.0]), 2, 1, np.float64, "f")

@@ -400,3 +400,17 @@ def test_deltas_are_the_pre_activation_gradients(rng, batchnorm):
         np.testing.assert_allclose(grads["W2"], cache.activations[0].T @ deltas[1], rtol=1e-12)
     with pytest.raises(TypeError, match="return_deltas"):
         mlp_backward(dout, cache, return_deltas=1)
+
+
+def test_float32_statistics_survive_underflowing_squares():
+    # dW = x^T dout ~ 1e-10 * 1e-30 = 1e-40: its square underflows in float32, so the norm must come
+    # from float64 sums, not read as 0 (a vanishing gradient is what the statistics are for)
+    model = init_mlp([1, 1], "identity", "identity", lambda fi, fo, rng: np.full((fi, fo), 1e-20),
+                     np.random.default_rng(0), dtype=np.float32)
+    X = np.full((2, 1), 1e-10, np.float32)
+    h = train(model, X, np.zeros(2), loss="mse", optimizer=SGD(), epochs=1, rng=np.random.default_rng(0),
+              shuffle=False)
+    _, grads, _ = mlp_loss_and_grads(model, X, np.zeros(2), "mse")
+    expected = abs(float(grads["W1"][0, 0]))
+    assert expected > 0 and h.step_grad_norm[0, 0] == pytest.approx(expected, rel=1e-6)
+    assert h.step_grad_mean_abs[0, 0] == pytest.approx(expected, rel=1e-6)

@@ -230,3 +230,26 @@ def test_bad_calls_raise_clear_errors(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_matches_the_textbook_expressions_bit_for_bit(rng, dtype):
+    # the forward pass and the compact backward reuse their temporaries; the numbers must not change
+    x = (5 * rng.standard_normal((64, 7)) + 3).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 2, 7).astype(dtype), rng.standard_normal(7).astype(dtype)
+    dout = rng.standard_normal((64, 7)).astype(dtype)
+    out, cache, _ = nz.batchnorm_forward(x, gamma, beta)
+    mean = x.mean(axis=0)
+    std = np.sqrt(((x - mean) ** 2).mean(axis=0) + 1e-5)
+    xhat = (x - mean) / std
+    np.testing.assert_array_equal(out, gamma * xhat + beta)
+    dx, dgamma, dbeta = nz.batchnorm_backward_compact(dout, cache)
+    n = x.shape[0]
+    np.testing.assert_array_equal(dx, (gamma / (n * std)) * (n * dout - dout.sum(axis=0) - xhat * (dout * xhat).sum(axis=0)))
+
+
+def test_batchnorm_mixed_dtypes_promote_as_numpy_does(rng):
+    x = rng.standard_normal((8, 3)).astype(np.float32)
+    out, cache, _ = nz.batchnorm_forward(x, np.ones(3), np.zeros(3, np.float32))   # float64 gamma
+    assert out.dtype == np.float64 and cache.xhat.dtype == np.float32
+    assert nz.batchnorm_backward_compact(np.ones((8, 3), np.float32), cache)[0].dtype == np.float64

@@ -30,9 +30,12 @@ from stablegrad._validate import as_float_array, check_choice, check_positive
 __all__ = [
     "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu", "relu_grad",
     "leaky_relu", "leaky_relu_grad", "identity", "identity_grad",
-    "Activation", "ACTIVATIONS", "get_activation",
+    "LEAKY_SLOPE", "Activation", "ACTIVATIONS", "get_activation",
     "saturated_fraction", "predicted_saturated_fraction",
 ]
+
+
+LEAKY_SLOPE = 0.01  # leaky_relu's default slope, and the one the registry's "leaky_relu" uses
 
 
 def _check_slope(slope, func: str) -> float:
@@ -60,7 +63,10 @@ def sigmoid(z):
     -------
     ndarray of the same shape and float dtype as ``z``, values in [0, 1].
     """
-    z = as_float_array(z, "z", "sigmoid")
+    return _sigmoid(as_float_array(z, "z", "sigmoid"))
+
+
+def _sigmoid(z):
     e = np.exp(-np.abs(z))  # in (0, 1]: cannot overflow, may harmlessly underflow to 0
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
@@ -149,7 +155,7 @@ def relu_grad(z):
 
 # --------------------------------------------------------------------------- leaky relu
 
-def leaky_relu(z, slope=0.01):
+def leaky_relu(z, slope=LEAKY_SLOPE):
     """Leaky relu, :math:`z` for ``z > 0`` and :math:`\\text{slope} \\cdot z` otherwise.
 
     Parameters
@@ -167,7 +173,7 @@ def leaky_relu(z, slope=0.01):
     return np.where(z > 0, z, z * z.dtype.type(slope))
 
 
-def leaky_relu_grad(z, slope=0.01):
+def leaky_relu_grad(z, slope=LEAKY_SLOPE):
     """Derivative of leaky relu: 1 where ``z > 0``, else ``slope`` (also at exactly 0).
 
     Parameters
@@ -220,19 +226,48 @@ def identity_grad(z):
 # --------------------------------------------------------------------------- registry
 
 class Activation(NamedTuple):
-    """An activation, its derivative and its registry name."""
+    """An activation by name: its function and derivative, and the properties the package derives from them.
+
+    Attributes
+    ----------
+    name : str
+    fn, grad : callable
+        The public functions of ``z`` (they check their input).
+    forward : callable, optional
+        ``fn`` without the input check, for loops that validated their input once.
+    grad_from_output : callable, optional
+        ``f'(z)`` written with ``a = f(z)``, the value a backward pass has in its cache: the sigmoid's
+        ``a (1 - a)`` needs no second ``exp``. It returns what ``da`` is multiplied by (a mask for relu).
+    second_moment : float, optional
+        :math:`c_f = E[f(z)^2] / \\operatorname{Var}(z) = E[f'(z)^2]` for a zero-mean Gaussian ``z``: the
+        factor by which the activation passes on a variance, forward and backward (exact for the
+        piecewise-linear activations, tanh's linear regime). None for the sigmoid, whose mean is 1/2.
+    """
 
     name: str
     fn: Callable[[np.ndarray], np.ndarray]
     grad: Callable[[np.ndarray], np.ndarray]
+    forward: Callable[[np.ndarray], np.ndarray] | None = None
+    grad_from_output: Callable[[np.ndarray], np.ndarray] | None = None
+    second_moment: float | None = None
 
 
+def _leaky_forward(z):
+    return np.where(z > 0, z, z * z.dtype.type(LEAKY_SLOPE))
+
+
+def _leaky_grad_from_output(a):
+    return np.where(a > 0, a.dtype.type(1.0), a.dtype.type(LEAKY_SLOPE))  # a > 0 exactly where z > 0
+
+
+# One row per activation: everything the package knows about it (init.py reads c_f from here).
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_grad),
-    "tanh": Activation("tanh", tanh, tanh_grad),
-    "relu": Activation("relu", relu, relu_grad),
-    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_grad),
-    "identity": Activation("identity", identity, identity_grad),
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_grad, _sigmoid, lambda a: a * (1.0 - a), None),
+    "tanh": Activation("tanh", tanh, tanh_grad, np.tanh, lambda a: 1.0 - a * a, 1.0),
+    "relu": Activation("relu", relu, relu_grad, lambda z: np.maximum(z, 0.0), lambda a: a > 0, 0.5),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_grad, _leaky_forward,
+                             _leaky_grad_from_output, (1.0 + LEAKY_SLOPE ** 2) / 2.0),
+    "identity": Activation("identity", identity, identity_grad, np.copy, lambda a: 1.0, 1.0),
 }
 
 

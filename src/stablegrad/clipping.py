@@ -24,11 +24,13 @@ the same structure comes back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from stablegrad._validate import as_float_array, check_positive
+from stablegrad.containers import leaves, rebuild
 
 __all__ = ["NonFiniteGradientError", "clip_by_value", "clip_by_norm", "clip_by_global_norm", "global_norm"]
 
@@ -41,50 +43,65 @@ class NonFiniteGradientError(ValueError):
         self.name = name
 
 
-# --------------------------------------------------------------------------- structure helpers
+# --------------------------------------------------------------------------- structure and norm
 
-def _leaves(grads, name: str, func: str) -> list[tuple[str, np.ndarray]]:
-    """Flatten a (nested) array / list / tuple / dict into (name, array) pairs, checking each."""
-    if isinstance(grads, Mapping):
-        if not grads:
-            raise ValueError(f"{func}: {name} must not be an empty dict")
-        return [leaf for key, g in grads.items() for leaf in _leaves(g, f"{name}[{key!r}]", func)]
-    if isinstance(grads, (list, tuple)):
-        if not grads:
-            raise ValueError(f"{func}: {name} must not be an empty {type(grads).__name__}")
-        return [leaf for i, g in enumerate(grads) for leaf in _leaves(g, f"{name}[{i}]", func)]
-    arr = as_float_array(grads, name, func)
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise NonFiniteGradientError(
-            f"{func}: {name} contains NaN or inf ({bad} of {arr.size} entries); clipping cannot repair "
-            f"a non-finite gradient: skip this step or lower the learning rate", name)
-    return [(name, arr)]
+def _arrays(grads, func: str) -> list[tuple[str, np.ndarray]]:
+    """The leaves of ``grads`` as ``(name, array)`` pairs, checked: real arrays, no empty container."""
+    named = []
+    for name, g in leaves(grads, "grads"):
+        if isinstance(g, (Mapping, list, tuple)):
+            raise ValueError(f"{func}: {name} must not be an empty {type(g).__name__}")
+        named.append((name, as_float_array(g, name, func)))
+    return named
 
 
-def _rebuild(grads, arrays):
-    """The structure of ``grads`` with its leaves replaced, in order, from the iterator ``arrays``."""
-    if isinstance(grads, Mapping):
-        return {key: _rebuild(g, arrays) for key, g in grads.items()}
-    if isinstance(grads, (list, tuple)):
-        items = [_rebuild(g, arrays) for g in grads]
-        if isinstance(grads, list):
-            return items
-        return type(grads)(*items) if hasattr(grads, "_fields") else tuple(items)
-    return next(arrays)
+def _largest_entry(named, func: str) -> float:
+    """``max |g|`` over every array; raises :class:`NonFiniteGradientError` naming the first bad tensor.
 
-
-def _norm_parts(arrays) -> tuple[float, float]:
-    """Return ``(m, s)`` with ``||all arrays||_2 = m * s``, without overflow.
-
-    ``m`` is the largest absolute entry, so ``s = ||arrays / m||`` lies in
-    [1, sqrt(size)] and squaring cannot overflow even for entries near 1e308.
+    Two reductions per array (max and min) and no temporary: both are finite only if every entry is
+    (NaN and infinity propagate through them), so the entries are counted only when something is wrong.
     """
-    m = max(float(np.max(np.abs(a))) for a in arrays)
+    m = 0.0
+    for name, a in named:
+        high, low = float(a.max()), float(a.min())
+        if not (math.isfinite(high) and math.isfinite(low)):
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise NonFiniteGradientError(
+                f"{func}: {name} contains NaN or inf ({bad} of {a.size} entries); clipping cannot repair "
+                f"a non-finite gradient: skip this step or lower the learning rate", name)
+        m = max(m, high, -low)
+    return m
+
+
+_BLOCK = 1 << 16  # entries per block: 512 KiB of float64, small enough to stay in the CPU's cache
+
+
+def _sum_of_squares(flat: np.ndarray, m: float, out: np.ndarray) -> float:
+    """``np.sum(np.square(flat / m))`` in float64, to the last bit, block by block.
+
+    ``np.sum`` adds a contiguous array pairwise: it halves it (the first half rounded down to a
+    multiple of 8) and adds the two halves' sums. Halving the same way until a piece fits a block,
+    and summing each piece with NumPy, performs the very same additions, without the full-size
+    float64 copy. ``out`` is the float64 scratch block.
+    """
+    n = flat.size
+    if n <= _BLOCK:
+        block = np.divide(flat, m, out=out[:n], dtype=np.float64)  # float64 first: np.asarray(a, float64) / m
+        return float(np.add.reduce(np.square(block, out=block)))
+    half = n // 2 - (n // 2) % 8
+    return _sum_of_squares(flat[:half], m, out) + _sum_of_squares(flat[half:], m, out)
+
+
+def _norm_parts(arrays, m: float) -> tuple[float, float]:
+    """Return ``s`` with ``||all arrays||_2 = m * s``, without overflow, for ``m = max |entry|``.
+
+    Dividing by the largest entry first puts every term in [0, 1], so ``s`` lies in [1, sqrt(size)]
+    and squaring cannot overflow even for entries near 1e308, nor underflow all to zero.
+    """
     if m == 0.0:
-        return 0.0, 0.0
-    s = np.sqrt(sum(float(np.sum(np.square(np.asarray(a, dtype=np.float64) / m))) for a in arrays))
-    return m, float(s)
+        return 0.0
+    out = np.empty(min(_BLOCK, max(a.size for a in arrays)))
+    return float(np.sqrt(sum(_sum_of_squares(a.ravel(order="K"), m, out) for a in arrays)))
 
 
 def _product(m: float, s: float) -> float:
@@ -132,9 +149,9 @@ def clip_by_value(grads, limit):
     """
     func = "clip_by_value"
     limit = check_positive(limit, "limit", func)
-    leaves = _leaves(grads, "grads", func)
-    clipped = [np.clip(a, -limit, limit).astype(a.dtype, copy=False) for _, a in leaves]
-    return _rebuild(grads, iter(clipped))
+    named = _arrays(grads, func)
+    _largest_entry(named, func)
+    return rebuild(grads, (np.clip(a, -limit, limit).astype(a.dtype, copy=False) for _, a in named))
 
 
 def clip_by_norm(g, max_norm):
@@ -161,9 +178,9 @@ def clip_by_norm(g, max_norm):
     """
     func = "clip_by_norm"
     max_norm = check_positive(max_norm, "max_norm", func)
-    (_, arr), = _leaves(as_float_array(g, "g", func), "g", func)
-    m, s = _norm_parts([arr])
-    return _scaled([arr], m, s, max_norm)[0]
+    arr = as_float_array(g, "g", func)
+    m = _largest_entry([("g", arr)], func)
+    return _scaled([arr], m, _norm_parts([arr], m), max_norm)[0]
 
 
 def global_norm(grads) -> float:
@@ -184,8 +201,9 @@ def global_norm(grads) -> float:
     NonFiniteGradientError
         If any tensor contains NaN or infinity.
     """
-    leaves = _leaves(grads, "grads", "global_norm")
-    return _product(*_norm_parts([a for _, a in leaves]))
+    named = _arrays(grads, "global_norm")
+    m = _largest_entry(named, "global_norm")
+    return _product(m, _norm_parts([a for _, a in named], m))
 
 
 def clip_by_global_norm(grads, max_norm):
@@ -216,6 +234,8 @@ def clip_by_global_norm(grads, max_norm):
     """
     func = "clip_by_global_norm"
     max_norm = check_positive(max_norm, "max_norm", func)
-    arrays = [a for _, a in _leaves(grads, "grads", func)]
-    m, s = _norm_parts(arrays)
-    return _rebuild(grads, iter(_scaled(arrays, m, s, max_norm))), _product(m, s)
+    named = _arrays(grads, func)
+    arrays = [a for _, a in named]
+    m = _largest_entry(named, func)
+    s = _norm_parts(arrays, m)
+    return rebuild(grads, iter(_scaled(arrays, m, s, max_norm))), _product(m, s)

@@ -25,6 +25,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from stablegrad._validate import as_float_array, check_choice, check_int, check_positive, check_rng
+from stablegrad.activations import ACTIVATIONS, get_activation
 
 __all__ = [
     "xavier_normal", "xavier_uniform", "he_normal", "he_uniform",
@@ -266,8 +267,9 @@ def init_variance(name, fan_in, fan_out) -> float:
 
 # --------------------------------------------------------------------------- predicted variances
 
-# E[f(z)^2] / Var(z) for z ~ N(0, Var(z)); tanh is linear (factor 1) only while Var(z) is small.
-_SECOND_MOMENT_FACTOR = {"identity": 1.0, "tanh": 1.0, "relu": 0.5, "leaky_relu": (1.0 + 0.01 ** 2) / 2.0}
+# c_f = E[f(z)^2] / Var(z) = E[f'(z)^2] for z ~ N(0, Var(z)), from the activations' table (tanh: its
+# linear regime, accurate only while Var(z) is small); the sigmoid has none (its mean is 1/2).
+_SECOND_MOMENT_FACTOR = {name: a.second_moment for name, a in ACTIVATIONS.items() if a.second_moment is not None}
 
 
 def forward_variance(n_in, var_w, var_x, activation="identity") -> float:
@@ -347,9 +349,9 @@ def forward_variance_through_depth(n, var_w, var_x, activation, depth) -> np.nda
 
 # --------------------------------------------------------------------------- the backward condition
 
-# E[f'(z)^2] for z ~ N(0, Var(z)): the factor the backward pass picks up at the activation
-# (tanh: its linear regime, where tanh'(z) ~ 1).
-_GRAD_SECOND_MOMENT = {"identity": 1.0, "tanh": 1.0, "relu": 0.5, "leaky_relu": (1.0 + 0.01 ** 2) / 2.0}
+# E[f'(z)^2], the factor the backward pass picks up at the activation, is the same c_f: f(z) = z f'(z) for
+# the piecewise-linear activations, and tanh'(z) ~ 1 in tanh's linear regime.
+_GRAD_SECOND_MOMENT = _SECOND_MOMENT_FACTOR
 
 
 def backward_stable_variance(n_in, n_out, activation="identity") -> float:
@@ -525,8 +527,6 @@ def predicted_variances(n, var_w, var_input, activation, depth, var_dout=1.0, *,
 # --------------------------------------------------------------------------- measuring a deep stack
 
 def _check_stack_args(x, initializer, depth, activation, rng, func: str):
-    from stablegrad.activations import get_activation  # local: activations does not depend on init
-
     x = as_float_array(x, "x", func, ndim=2, shape="(N, n)")
     init_fn = get_initializer(initializer)
     depth = check_int(depth, "depth", func)

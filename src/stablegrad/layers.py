@@ -94,7 +94,13 @@ def dense_forward(x, W, b):
     func = "dense_forward"
     x = as_float_array(x, "x", func, ndim=2, shape="(N, D)")
     W, b = _check_dense_params(W, b, x.shape[1], func)
-    return x @ W + b, DenseCache(x, W)
+    return _dense_forward(x, W, b)
+
+
+def _dense_forward(x, W, b):
+    out = x @ W
+    # + b written into the product (ours) unless b is the wider dtype: one (N, M) array, not two
+    return np.add(out, b, out=out if np.result_type(out, b) == out.dtype else None), DenseCache(x, W)
 
 
 def dense_backward(dout, cache):
@@ -122,8 +128,10 @@ def dense_backward(dout, cache):
     return _dense_backward(dout, x, W)
 
 
-def _dense_backward(dout, x, W):
-    dx = dout @ W.T   # each input feeds every output through W: the gradient flows back through W^T
+def _dense_backward(dout, x, W, need_dx=True):
+    # each input feeds every output through W: the gradient flows back through W^T
+    # (need_dx=False: the network's first layer, whose dL/dx nobody uses, skips that matmul)
+    dx = dout @ W.T if need_dx else None
     dW = x.T @ dout
     db = dout.sum(axis=0)
     return dx, dW, db
@@ -149,8 +157,11 @@ def activation_forward(z, name):
     """
     func = "activation_forward"
     z = as_float_array(z, "z", func)
-    act = get_activation(name)
-    a = act.fn(z)
+    return _activation_forward(z, get_activation(name))
+
+
+def _activation_forward(z, act: Activation):
+    a = (act.forward or act.fn)(z)
     return a, ActivationCache(act, z, a)
 
 
@@ -170,8 +181,14 @@ def activation_backward(da, cache):
         (the Jacobian of an elementwise function is diagonal).
     """
     func = "activation_backward"
-    act, z, _ = _unpack(cache, ActivationCache, func)
-    da = _check_dout(da, z.shape, func, "like z", name="da")
+    _, z, _ = _unpack(cache, ActivationCache, func)
+    return _activation_backward(_check_dout(da, z.shape, func, "like z", name="da"), cache)
+
+
+def _activation_backward(da, cache: ActivationCache):
+    act, z, a = cache
+    if act.grad_from_output is not None:
+        return da * act.grad_from_output(a)  # f'(z) from the cached a = f(z): no second exp or tanh
     return da * act.grad(z)
 
 

@@ -34,7 +34,7 @@ from stablegrad.activations import sigmoid
 
 __all__ = [
     "mse_loss", "bce_loss", "bce_with_logits", "softmax", "softmax_cross_entropy",
-    "Loss", "LOSSES", "get_loss",
+    "Loss", "LOSSES", "ALIASES", "get_loss",
 ]
 
 
@@ -271,31 +271,67 @@ def softmax_cross_entropy(logits, y) -> tuple[float, np.ndarray]:
 # --------------------------------------------------------------------------- registry
 
 class Loss(NamedTuple):
-    """A loss by name, the function computing it, and what its input is.
+    """A loss by name: the function computing it, and what a training loop needs to know about it.
 
-    ``on_logits`` is True when the loss expects pre-activations (it contains
-    the output non-linearity itself).
+    Attributes
+    ----------
+    name : str
+    fn : callable
+        The public function, e.g. :func:`mse_loss`: ``fn(pred, y) -> (loss, dpred)``, inputs checked.
+    on_logits : bool
+        True when the loss expects pre-activations (it contains the output non-linearity itself).
+    kind : {"regression", "binary", "multiclass"}
+        What the targets are: real values, values in [0, 1], or one class per row.
+    core : callable, optional
+        ``fn`` without the input checks, on targets already prepared by :meth:`targets`: what a
+        training loop calls at every step, after validating its data once.
     """
 
     name: str
     fn: Callable[..., tuple[float, np.ndarray]]
     on_logits: bool
+    kind: str = "regression"
+    core: Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]] | None = None
+
+    def targets(self, y, n: int, m: int, dtype, func: str) -> np.ndarray:
+        """``y`` checked once and returned as the float array (N, M) that :attr:`core` expects.
+
+        Integer labels (N,) become one-hot rows for ``"multiclass"``; (N,) targets become (N, 1)
+        for one output; ``"binary"`` targets must lie in [0, 1]. Messages name ``func``.
+        """
+        if self.kind == "multiclass":
+            y_arr = np.asarray(y)
+            if y_arr.ndim == 0 or y_arr.shape[0] != n:
+                raise ValueError(f"{func}: y must have one label per row of x ({n}); got shape {y_arr.shape}")
+            return _labels_to_targets(y_arr, np.zeros((n, m), dtype), func)
+        if isinstance(y, np.ndarray) and y.dtype == bool:
+            y = y.astype(dtype)
+        y = as_float_array(y, "y", func)
+        if y.ndim == 1 and m == 1:
+            y = y.reshape(-1, 1)
+        if y.shape != (n, m):
+            raise ValueError(f"{func}: y must have shape (N, D_L) = ({n}, {m})"
+                             + (f" or ({n},)" if m == 1 else "") + f"; got shape {y.shape}")
+        if self.kind == "binary":
+            _check_binary_targets(y, func)
+        return y.astype(dtype, copy=False)
 
 
 LOSSES: dict[str, Loss] = {
-    "mse": Loss("mse", mse_loss, False),
-    "bce": Loss("bce", bce_loss, False),
-    "bce_with_logits": Loss("bce_with_logits", bce_with_logits, True),
-    "softmax_cross_entropy": Loss("softmax_cross_entropy", softmax_cross_entropy, True),
+    "mse": Loss("mse", mse_loss, False, "regression", _mse),
+    "bce": Loss("bce", bce_loss, False, "binary", lambda p, y: _bce(p, y, 1e-7)),
+    "bce_with_logits": Loss("bce_with_logits", bce_with_logits, True, "binary", _bce_logits),
+    "softmax_cross_entropy": Loss("softmax_cross_entropy", softmax_cross_entropy, True, "multiclass", _softmax_ce),
 }
+ALIASES = {"cross_entropy": "softmax_cross_entropy"}  # other names :func:`get_loss` accepts
 
 
 def get_loss(name) -> Loss:
     """Look up a loss by name (``"mse"``, ``"bce"``, ``"bce_with_logits"``,
-    ``"softmax_cross_entropy"``); a :class:`Loss` is returned unchanged."""
+    ``"softmax_cross_entropy"`` or its alias ``"cross_entropy"``); a :class:`Loss` is returned unchanged."""
     if isinstance(name, Loss):
         return name
     if not isinstance(name, str):
         raise TypeError(f"get_loss: name must be a string such as 'mse'; got {type(name).__name__}")
-    check_choice(name, "name", "get_loss", LOSSES)
-    return LOSSES[name]
+    check_choice(name, "name", "get_loss", LOSSES.keys() | ALIASES.keys())
+    return LOSSES[ALIASES.get(name, name)]

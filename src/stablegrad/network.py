@@ -37,14 +37,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from stablegrad._validate import as_float_array, check_choice, check_int, check_positive, check_rng
-from stablegrad.activations import ACTIVATIONS, saturated_fraction
+from stablegrad.activations import ACTIVATIONS, get_activation, saturated_fraction
 from stablegrad.clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from stablegrad.init import get_initializer
+# The layer kernels without input checks: the model's parameters are checked when it is built, and x
+# once per call of a public function here, never again per layer or per step.
 from stablegrad.layers import (
-    ActivationCache, DenseCache, activation_backward, activation_forward, dense_backward, dense_forward,
+    ActivationCache, DenseCache, _activation_backward, _activation_forward, _dense_backward, _dense_forward,
 )
-from stablegrad.losses import _bce, _bce_logits, _check_binary_targets, _labels_to_targets, _mse, _softmax_ce
-from stablegrad.normalization import RunningStats, batchnorm_backward_compact, batchnorm_forward
+from stablegrad.losses import ALIASES, LOSSES, Loss
+from stablegrad.normalization import RunningStats, _batchnorm_backward_compact, _batchnorm_forward
 from stablegrad.optim import Optimizer, get_optimizer
 
 __all__ = [
@@ -52,7 +54,6 @@ __all__ = [
     "init_mlp", "mlp_forward", "mlp_backward", "mlp_loss_and_grads", "predict", "evaluate", "train",
 ]
 
-_LOSS_NAMES = ("mse", "bce", "bce_with_logits", "softmax_cross_entropy", "cross_entropy")
 _CLIP_KINDS = ("value", "norm", "global_norm")
 
 
@@ -294,16 +295,17 @@ def _forward(model: MLP, params: dict, running: tuple, x: np.ndarray, train: boo
     new_running = []
     h = x
     for l in range(1, model.n_layers + 1):
+        W = params[f"W{l}"]
         if model.has_batchnorm(l):
-            W = params[f"W{l}"]
-            z, dcache = dense_forward(h, W, np.zeros(W.shape[1], W.dtype))  # no bias: BN's beta is the shift
-            z, bcache, run = batchnorm_forward(z, params[f"gamma{l}"], params[f"beta{l}"], running[l - 1],
-                                               train=train, momentum=model.bn_momentum, eps=model.bn_eps)
+            z = h @ W  # no bias: batch norm's beta is the shift
+            dcache = DenseCache(h, W)
+            z, bcache, run = _batchnorm_forward(z, params[f"gamma{l}"], params[f"beta{l}"], running[l - 1],
+                                                train, model.bn_momentum, model.bn_eps)
             new_running.append(run)
         else:
-            z, dcache = dense_forward(h, params[f"W{l}"], params[f"b{l}"])
+            z, dcache = _dense_forward(h, W, params[f"b{l}"])
             bcache = None
-        h, acache = activation_forward(z, model.activations[l - 1])
+        h, acache = _activation_forward(z, get_activation(model.activations[l - 1]))
         layers.append(MLPLayerCache(dcache, bcache, acache))
     return h, MLPCache(tuple(layers), tuple(new_running))
 
@@ -341,24 +343,32 @@ def mlp_forward(model: MLP, x, *, train: bool = True) -> tuple[np.ndarray, MLPCa
     return _forward(model, model.params, model.running, x, train)
 
 
-def _backward(dout: np.ndarray, cache: MLPCache, pre_activation: bool, deltas: list | None = None):
+def _backward(dout: np.ndarray, cache: MLPCache, pre_activation: bool, deltas: list | None = None,
+              need_dx: bool = True):
     grads: dict[str, np.ndarray] = {}
     d = dout
     n_layers = len(cache.layers)
     for l in range(n_layers, 0, -1):
         c = cache.layers[l - 1]
-        dz = d if (pre_activation and l == n_layers) else activation_backward(d, c.act)
+        dz = d if (pre_activation and l == n_layers) else _activation_backward(d, c.act)
         if deltas is not None:
             deltas.append(dz)
         if c.bn is not None:
-            dz, dgamma, dbeta = batchnorm_backward_compact(dz, c.bn)
-            d, dW, _ = dense_backward(dz, c.dense)
-            grads[f"beta{l}"], grads[f"gamma{l}"], grads[f"W{l}"] = dbeta, dgamma, dW
-        else:
-            d, dW, db = dense_backward(dz, c.dense)
-            grads[f"b{l}"], grads[f"W{l}"] = db, dW
-    # same key order as model.params: layer 1 first
-    return d, dict(reversed(list(grads.items())))
+            dz, grads[f"gamma{l}"], grads[f"beta{l}"] = _batchnorm_backward_compact(dz, c.bn)
+        # the gradient w.r.t. the network's input is needed only by mlp_backward's caller, never by training
+        d, grads[f"W{l}"], db = _dense_backward(dz, c.dense.x, c.dense.W, need_dx=need_dx or l > 1)
+        if c.bn is None:
+            grads[f"b{l}"] = db
+    # same key order as model.params: layer 1 first, W before b (or gamma, beta)
+    return d, {k: grads[k] for k in _param_keys(cache)}
+
+
+def _param_keys(cache: MLPCache) -> list[str]:
+    """The parameter keys of the network that produced ``cache``, in ``model.params`` order."""
+    keys = []
+    for l, c in enumerate(cache.layers, start=1):
+        keys += [f"W{l}", f"gamma{l}", f"beta{l}"] if c.bn is not None else [f"W{l}", f"b{l}"]
+    return keys
 
 
 def mlp_backward(dout, cache: MLPCache, *, pre_activation: bool = False, return_deltas: bool = False):
@@ -417,77 +427,46 @@ def _check_model(model, func: str) -> None:
 
 # =========================================================================== losses on the network
 
-class _LossSpec(NamedTuple):
-    name: str
-    fused: bool            # computed on the output pre-activation z_L
-    kind: str              # "regression", "binary" or "multiclass"
-
-
-def _resolve_loss(loss, model: MLP, func: str) -> _LossSpec:
+def _resolve_loss(loss, model: MLP, func: str) -> Loss:
+    """The registry's loss that applies to this network, and where: on its output or on its logits z_L."""
     if not isinstance(loss, str):
         raise TypeError(f"{func}: loss must be a loss name such as 'mse'; got {type(loss).__name__}")
-    check_choice(loss, "loss", func, _LOSS_NAMES)
+    check_choice(loss, "loss", func, LOSSES.keys() | ALIASES.keys())
+    entry = LOSSES[ALIASES.get(loss, loss)]
     out = model.output_activation
-    if loss == "mse":
-        return _LossSpec("mse", False, "regression")
-    if loss == "bce":
+    if loss == "bce" and out == "sigmoid":
         # sigmoid then BCE is computed on the logits: same loss, exact and stable gradient
-        return _LossSpec("bce", out == "sigmoid", "binary")
-    if out != "identity":
-        raise ValueError(f"{func}: loss {loss!r} applies its own {'sigmoid' if loss == 'bce_with_logits' else 'softmax'} "
+        return LOSSES["bce_with_logits"]
+    if entry.on_logits and out != "identity":
+        own = "sigmoid" if entry.kind == "binary" else "softmax"
+        raise ValueError(f"{func}: loss {loss!r} applies its own {own} "
                          f"to the network's output, so output_activation must be 'identity'; got {out!r}"
                          + (" (use loss='bce' with a sigmoid output)" if out == "sigmoid" else ""))
-    if loss == "bce_with_logits":
-        return _LossSpec("bce_with_logits", True, "binary")
-    if model.sizes[-1] < 2:
+    if entry.kind == "multiclass" and model.sizes[-1] < 2:
         raise ValueError(f"{func}: loss {loss!r} needs at least 2 outputs (one logit per class); "
                          f"the model has {model.sizes[-1]}")
-    return _LossSpec("softmax_cross_entropy", True, "multiclass")
+    return entry
 
 
-def _prepare_targets(y, spec: _LossSpec, model: MLP, n: int, func: str) -> np.ndarray:
-    """Targets as a float array (N, D_L), validated once (one-hot for softmax cross-entropy)."""
-    m = model.sizes[-1]
-    dtype = model.params["W1"].dtype
-    if spec.kind == "multiclass":
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 0 or y_arr.shape[0] != n:
-            raise ValueError(f"{func}: y must have one label per row of x ({n}); got shape {y_arr.shape}")
-        return _labels_to_targets(y_arr, np.zeros((n, m), dtype), func)
-    if isinstance(y, np.ndarray) and y.dtype == bool:
-        y = y.astype(dtype)
-    y = as_float_array(y, "y", func)
-    if y.ndim == 1 and m == 1:
-        y = y.reshape(-1, 1)
-    if y.shape != (n, m):
-        raise ValueError(f"{func}: y must have shape (N, D_L) = ({n}, {m})"
-                         + (f" or ({n},)" if m == 1 else "") + f"; got shape {y.shape}")
-    if spec.kind == "binary":
-        _check_binary_targets(y, func)
-    return y.astype(dtype, copy=False)
+def _prepare_targets(y, loss: Loss, model: MLP, n: int, func: str) -> np.ndarray:
+    """Targets as a float array (N, D_L) in the parameters' dtype, validated once."""
+    return loss.targets(y, n, model.sizes[-1], model.params["W1"].dtype, func)
 
 
-def _loss_and_dout(spec: _LossSpec, out: np.ndarray, cache: MLPCache, Y: np.ndarray):
+def _loss_and_dout(loss: Loss, out: np.ndarray, cache: MLPCache, Y: np.ndarray):
     """(loss, dout, on_pre_activation): the loss on a batch and where its gradient enters."""
-    if spec.fused:
-        z = cache.layers[-1].act.z
-        if spec.kind == "multiclass":
-            loss, dz = _softmax_ce(z, Y)
-        else:
-            loss, dz = _bce_logits(z, Y)
-        return loss, dz, True
-    if spec.name == "mse":
-        loss, dout = _mse(out, Y)
-    else:
-        loss, dout = _bce(out, Y, 1e-7)
-    return loss, dout, False
+    if loss.on_logits:
+        value, dz = loss.core(cache.layers[-1].act.z, Y)
+        return value, dz, True
+    value, dout = loss.core(out, Y)
+    return value, dout, False
 
 
-def _n_correct(spec: _LossSpec, out: np.ndarray, cache: MLPCache, Y: np.ndarray) -> float:
+def _n_correct(loss: Loss, out: np.ndarray, cache: MLPCache, Y: np.ndarray) -> float:
     """Number of correct predictions in a batch (per output for multi-output binary)."""
-    if spec.kind == "multiclass":
+    if loss.kind == "multiclass":
         return float(np.count_nonzero(out.argmax(axis=1) == Y.argmax(axis=1)))
-    if spec.fused:  # logits: sigmoid(z) > 1/2  <=>  z > 0
+    if loss.on_logits:  # logits: sigmoid(z) > 1/2  <=>  z > 0
         pred = cache.layers[-1].act.z > 0
     else:
         pred = out > 0.5
@@ -540,7 +519,7 @@ def mlp_loss_and_grads(model: MLP, x, y, loss: str, *, l2: float = 0.0,
     out, cache = mlp_forward(model, x, train=train)
     Y = _prepare_targets(y, spec, model, out.shape[0], func)
     value, dout, pre = _loss_and_dout(spec, out, cache, Y)
-    _, grads = _backward(dout, cache, pre)
+    _, grads = _backward(dout, cache, pre, need_dx=False)
     if l2:
         value += _l2_penalty(model.params, model.weight_keys, l2)
         for k in model.weight_keys:
@@ -696,14 +675,209 @@ class History:
         return f"History({', '.join(parts)})"
 
 
-def _clip(grads: dict, kind: str | None, threshold: float | None) -> dict:
-    if kind is None:
-        return grads
-    if kind == "value":
-        return clip_by_value(grads, threshold)
-    if kind == "global_norm":
-        return clip_by_global_norm(grads, threshold)[0]
-    return {k: clip_by_norm(g, threshold) for k, g in grads.items()}
+class _TrainConfig(NamedTuple):
+    """Everything :func:`train` was asked to do, checked once, before the first step."""
+
+    loss: Loss
+    X: np.ndarray
+    Y: np.ndarray
+    validation: tuple | None      # (X_val, Y_val), targets prepared like Y
+    optimizer: Optimizer          # a fresh clone: the caller's object keeps no state
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    rng: np.random.Generator
+    clip: str | None
+    clip_threshold: float | None
+    l2: float
+    record_activations: bool
+    record_update_ratio: bool
+
+    def batches(self):
+        """One epoch's mini-batches ``(x, y)``, in a new random order when shuffling."""
+        X, Y = self.X, self.Y
+        if self.shuffle:
+            order = self.rng.permutation(X.shape[0])
+            X, Y = X[order], Y[order]
+        for start in range(0, X.shape[0], self.batch_size):
+            yield X[start:start + self.batch_size], Y[start:start + self.batch_size]
+
+    def clipped(self, grads: dict) -> dict:
+        if self.clip is None:
+            return grads
+        if self.clip == "value":
+            return clip_by_value(grads, self.clip_threshold)
+        if self.clip == "global_norm":
+            return clip_by_global_norm(grads, self.clip_threshold)[0]
+        return {k: clip_by_norm(g, self.clip_threshold) for k, g in grads.items()}
+
+
+def _train_config(model, X, y, loss, optimizer, epochs, rng, batch_size, shuffle, clip, clip_threshold, l2,
+                  validation_data, record_activations, record_update_ratio) -> _TrainConfig:
+    func = "train"
+    _check_model(model, func)
+    spec = _resolve_loss(loss, model, func)
+    X = as_float_array(X, "X", func, ndim=2, shape=f"(N, {model.sizes[0]})")
+    if X.shape[1] != model.sizes[0]:
+        raise ValueError(f"{func}: X must have shape (N, D_0) with D_0 = {model.sizes[0]} inputs; "
+                         f"got shape {X.shape}")
+    n = X.shape[0]
+    Y = _prepare_targets(y, spec, model, n, func)
+    epochs = check_int(epochs, "epochs", func, minimum=1)
+    batch_size = check_int(batch_size, "batch_size", func, minimum=1)
+    rng = check_rng(rng, func)
+    for name, flag in (("shuffle", shuffle), ("record_activations", record_activations),
+                       ("record_update_ratio", record_update_ratio)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{func}: {name} must be True or False; got {type(flag).__name__}")
+    try:
+        opt = get_optimizer(optimizer)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace("get_optimizer: name", f"{func}: optimizer")) from None
+    if clip is not None:
+        check_choice(clip, "clip", func, _CLIP_KINDS)
+        if clip_threshold is None:
+            raise ValueError(f"{func}: clip_threshold is required with clip={clip!r}")
+        clip_threshold = check_positive(clip_threshold, "clip_threshold", func)
+    elif clip_threshold is not None:
+        raise ValueError(f"{func}: clip_threshold was given but clip is None; "
+                         f"choose clip='value', 'norm' or 'global_norm'")
+    l2 = check_positive(l2, "l2", func, allow_zero=True)
+    if model.batchnorm and (n % batch_size == 1 or min(n, batch_size) < 2):
+        raise ValueError(f"{func}: batch_size must leave at least 2 rows in every batch with batch norm "
+                         f"(N = {n}, batch_size = {batch_size} leaves a batch of 1)")
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(f"{func}: validation_data must be a tuple (X_val, y_val)")
+        Xv = as_float_array(validation_data[0], "validation_data[0]", func, ndim=2,
+                            shape=f"(N_val, {model.sizes[0]})")
+        if Xv.shape[1] != model.sizes[0]:
+            raise ValueError(f"{func}: validation_data[0] must have {model.sizes[0]} columns; "
+                             f"got shape {Xv.shape}")
+        val = (Xv, _prepare_targets(validation_data[1], spec, model, Xv.shape[0], func))
+    return _TrainConfig(spec, X, Y, val, opt, epochs, batch_size, shuffle, rng, clip, clip_threshold, l2,
+                        record_activations, record_update_ratio)
+
+
+_STATS_BLOCK = 1 << 16  # float64 entries per block when a float32 gradient is summed in float64
+
+
+def _gradient_sums(g: np.ndarray, scratch: np.ndarray) -> tuple[float, float]:
+    """``(sum g^2, sum |g|)`` for the per-step statistics, without a float64 copy of ``g``.
+
+    A float32 (or float16) gradient is summed in its own precision, accurate to about 1e-6: enough
+    for a statistic. But its squares overflow above |g| ~ 1e19 and underflow below 1e-19, and both
+    are what this course studies; so when the sum of squares leaves [1e-30, inf), the sums are
+    redone in float64, one block at a time in ``scratch``, where every square is exact.
+    """
+    sq = float(np.vdot(g, g))
+    if g.dtype == np.float64 or 1e-30 < sq < math.inf:  # float32: no square overflowed, tiny ones negligible
+        return sq, float(np.abs(g).sum())
+    flat, sq, ab = g.reshape(-1), 0.0, 0.0
+    for start in range(0, flat.size, _STATS_BLOCK):
+        block = scratch[:min(_STATS_BLOCK, flat.size - start)]
+        np.copyto(block, flat[start:start + _STATS_BLOCK])
+        sq += float(np.dot(block, block))
+        ab += float(np.abs(block, out=block).sum())
+    return sq, ab
+
+
+class _Recorder:
+    """What :func:`train` records: per-step arrays, filled in place, and per-epoch lists.
+
+    Room is made for every step the run can take; :meth:`history` keeps those it took.
+    """
+
+    def __init__(self, model: MLP, cfg: _TrainConfig):
+        L = model.n_layers
+        total = cfg.epochs * math.ceil(cfg.X.shape[0] / cfg.batch_size)
+        self.weight_keys = model.weight_keys
+        self.other_keys = [k for k in model.params if k not in self.weight_keys]
+        self.step_loss = np.full(total, np.nan)
+        self.step_mean_abs = np.full((total, L), np.nan)
+        self.step_norm = np.full((total, L), np.nan)
+        self.step_global = np.full(total, np.nan)
+        self.epoch: dict[str, list] = {k: [] for k in (
+            "loss", "accuracy", "val_loss", "val_accuracy", "grad_mean_abs", "grad_norm",
+            "activation_mean", "activation_std", "saturated", "update_ratio")}
+        self.scratch = np.empty(min(_STATS_BLOCK, max(p.size for p in model.params.values())))
+        self.ratio_sum = np.zeros(L)
+
+    def gradients(self, step: int, grads: dict) -> bool:
+        """Record each layer's ``mean |dW|`` and ``||dW||`` and the global norm; False if one is not finite."""
+        total_sq = 0.0
+        for i, k in enumerate(self.weight_keys):
+            sq, ab = _gradient_sums(grads[k], self.scratch)
+            total_sq += sq
+            self.step_norm[step, i] = math.sqrt(sq)
+            self.step_mean_abs[step, i] = ab / grads[k].size
+        for k in self.other_keys:
+            total_sq += _gradient_sums(grads[k], self.scratch)[0]
+        self.step_global[step] = math.sqrt(total_sq)
+        # a sum of squares can overflow while every entry is finite: then look at the entries themselves
+        return math.isfinite(total_sq) or all(np.isfinite(g).all() for g in grads.values())
+
+    def update(self, params: dict, new_params: dict) -> None:
+        """Add this step's ``||W_new - W_old|| / ||W_old||`` per layer to the epoch's sum."""
+        for i, k in enumerate(self.weight_keys):
+            old, change = params[k], new_params[k] - params[k]
+            self.ratio_sum[i] += math.sqrt(float(np.vdot(change, change)) / max(float(np.vdot(old, old)), 1e-300))
+
+    def end_epoch(self, first: int, step: int, loss_sum: float, correct: float, n: int, cfg: _TrainConfig,
+                  model: MLP, params: dict, running: tuple) -> None:
+        """Epoch means of the step records, and the optional probe and validation measurements."""
+        e = self.epoch
+        e["loss"].append(loss_sum / n)
+        e["accuracy"].append(correct / n)
+        e["grad_mean_abs"].append(self.step_mean_abs[first:step].mean(axis=0))
+        e["grad_norm"].append(self.step_norm[first:step].mean(axis=0))
+        if cfg.record_update_ratio:
+            e["update_ratio"].append(self.ratio_sum / (step - first))
+            self.ratio_sum = np.zeros_like(self.ratio_sum)
+        if cfg.record_activations:  # on a fixed probe batch: the first 1024 rows, train-mode batch norm
+            _, probe = _forward(model, params, running, cfg.X[:1024], True)
+            acts = probe.activations
+            e["activation_mean"].append([float(a.mean()) for a in acts])
+            e["activation_std"].append([float(a.std()) for a in acts])
+            e["saturated"].append([np.nan if name == "identity" else saturated_fraction(a, name)
+                                   for a, name in zip(acts, model.activations)])
+        if cfg.validation is not None:
+            Xv, Yv = cfg.validation
+            out, cache = _forward(model, params, running, Xv, False)
+            e["val_loss"].append(_loss_and_dout(cfg.loss, out, cache, Yv)[0])
+            if cfg.loss.kind != "regression":
+                e["val_accuracy"].append(_n_correct(cfg.loss, out, cache, Yv) / Xv.shape[0])
+
+    def history(self, steps: int, diverged, model: MLP, cfg: _TrainConfig) -> "History":
+        L = model.n_layers
+
+        def arr(rows, width=None):
+            a = np.asarray(rows, dtype=np.float64)
+            return a if width is None else a.reshape(-1, width)
+
+        e = self.epoch
+        classification = cfg.loss.kind != "regression"
+        validated = cfg.validation is not None
+        return History(
+            loss=arr(e["loss"]),
+            accuracy=arr(e["accuracy"]) if classification else None,
+            val_loss=arr(e["val_loss"]) if validated else None,
+            val_accuracy=arr(e["val_accuracy"]) if (validated and classification) else None,
+            grad_mean_abs=arr(e["grad_mean_abs"], L),
+            grad_norm=arr(e["grad_norm"], L),
+            step_loss=self.step_loss[:steps].copy(),
+            step_grad_mean_abs=self.step_mean_abs[:steps].copy(),
+            step_grad_norm=self.step_norm[:steps].copy(),
+            step_global_norm=self.step_global[:steps].copy(),
+            activation_mean=arr(e["activation_mean"], L) if cfg.record_activations else None,
+            activation_std=arr(e["activation_std"], L) if cfg.record_activations else None,
+            saturated=arr(e["saturated"], L) if cfg.record_activations else None,
+            update_ratio=arr(e["update_ratio"], L) if cfg.record_update_ratio else None,
+            diverged_at=diverged,
+            model=model,
+            layer_names=tuple(f"layer {l}" for l in range(1, L + 1)),
+        )
 
 
 def train(model: MLP, X, y, *, loss: str, optimizer: Optimizer | str, epochs: int,
@@ -766,167 +940,42 @@ def train(model: MLP, X, y, *, loss: str, optimizer: Optimizer | str, epochs: in
     -------
     History
     """
-    func = "train"
-    _check_model(model, func)
-    spec = _resolve_loss(loss, model, func)
-    X = as_float_array(X, "X", func, ndim=2, shape=f"(N, {model.sizes[0]})")
-    if X.shape[1] != model.sizes[0]:
-        raise ValueError(f"{func}: X must have shape (N, D_0) with D_0 = {model.sizes[0]} inputs; "
-                         f"got shape {X.shape}")
-    n = X.shape[0]
-    Y = _prepare_targets(y, spec, model, n, func)
-    epochs = check_int(epochs, "epochs", func, minimum=1)
-    batch_size = check_int(batch_size, "batch_size", func, minimum=1)
-    rng = check_rng(rng, func)
-    for name, flag in (("shuffle", shuffle), ("record_activations", record_activations),
-                       ("record_update_ratio", record_update_ratio)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{func}: {name} must be True or False; got {type(flag).__name__}")
-    try:
-        opt = get_optimizer(optimizer)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace("get_optimizer: name", f"{func}: optimizer")) from None
-    if clip is not None:
-        check_choice(clip, "clip", func, _CLIP_KINDS)
-        if clip_threshold is None:
-            raise ValueError(f"{func}: clip_threshold is required with clip={clip!r}")
-        clip_threshold = check_positive(clip_threshold, "clip_threshold", func)
-    elif clip_threshold is not None:
-        raise ValueError(f"{func}: clip_threshold was given but clip is None; "
-                         f"choose clip='value', 'norm' or 'global_norm'")
-    l2 = check_positive(l2, "l2", func, allow_zero=True)
-    if model.batchnorm and (n % batch_size == 1 or min(n, batch_size) < 2):
-        raise ValueError(f"{func}: batch_size must leave at least 2 rows in every batch with batch norm "
-                         f"(N = {n}, batch_size = {batch_size} leaves a batch of 1)")
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError(f"{func}: validation_data must be a tuple (X_val, y_val)")
-        Xv = as_float_array(validation_data[0], "validation_data[0]", func, ndim=2,
-                            shape=f"(N_val, {model.sizes[0]})")
-        if Xv.shape[1] != model.sizes[0]:
-            raise ValueError(f"{func}: validation_data[0] must have {model.sizes[0]} columns; "
-                             f"got shape {Xv.shape}")
-        val = (Xv, _prepare_targets(validation_data[1], spec, model, Xv.shape[0], func))
-
-    L = model.n_layers
-    wkeys = model.weight_keys
-    pkeys = list(model.params)
-    act_kinds = [a if a in ("tanh", "sigmoid", "relu", "leaky_relu") else None for a in model.activations]
-    batches_per_epoch = math.ceil(n / batch_size)
-    total = epochs * batches_per_epoch
-    step_loss = np.full(total, np.nan)
-    step_mean_abs = np.full((total, L), np.nan)
-    step_norm = np.full((total, L), np.nan)
-    step_global = np.full(total, np.nan)
-    ep_loss, ep_acc, ep_val_loss, ep_val_acc = [], [], [], []
-    ep_mean_abs, ep_norm = [], []
-    act_mean, act_std, act_sat, upd_ratio = [], [], [], []
-    probe = X[:1024]
-
-    params = dict(model.params)
-    running = model.running
+    cfg = _train_config(model, X, y, loss, optimizer, epochs, rng, batch_size, shuffle, clip, clip_threshold,
+                        l2, validation_data, record_activations, record_update_ratio)
+    rec = _Recorder(model, cfg)
+    params, running = dict(model.params), model.running
     last_good = (params, running)
-    diverged = None
-    step = 0
+    diverged, step = None, 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for epoch in range(epochs):
-            if shuffle:
-                order = rng.permutation(n)
-                Xe, Ye = X[order], Y[order]
-            else:
-                Xe, Ye = X, Y
-            first = step
-            loss_sum = correct = 0.0
-            ratio_sum = np.zeros(L)
-            for start in range(0, n, batch_size):
-                xb, yb = Xe[start:start + batch_size], Ye[start:start + batch_size]
+        for epoch in range(cfg.epochs):
+            first, loss_sum, correct = step, 0.0, 0.0
+            for xb, yb in cfg.batches():
                 out, cache = _forward(model, params, running, xb, True)
-                value, dout, pre = _loss_and_dout(spec, out, cache, yb)
-                if l2:
-                    value += _l2_penalty(params, wkeys, l2)
-                step_loss[step] = value
+                value, dout, pre = _loss_and_dout(cfg.loss, out, cache, yb)
+                if cfg.l2:
+                    value += _l2_penalty(params, model.weight_keys, cfg.l2)
+                rec.step_loss[step] = value
                 if not math.isfinite(value):
                     diverged = Divergence(epoch, step, "loss", value)
                     params, running = last_good  # these produced the last finite loss
                     break
-                _, grads = _backward(dout, cache, pre)
-                if l2:
-                    for k in wkeys:
-                        grads[k] = grads[k] + (2.0 * l2) * params[k]
-                sq = 0.0
-                for i, k in enumerate(wkeys):
-                    g = grads[k] if grads[k].dtype == np.float64 else grads[k].astype(np.float64)
-                    s = float(np.vdot(g, g))
-                    sq += s
-                    step_norm[step, i] = math.sqrt(s)
-                    step_mean_abs[step, i] = float(np.abs(g).sum()) / g.size
-                for k in pkeys:
-                    if k[0] != "W":
-                        g = grads[k].astype(np.float64, copy=False)
-                        sq += float(np.vdot(g, g))
-                step_global[step] = math.sqrt(sq)
-                if not math.isfinite(sq) and not all(np.isfinite(g).all() for g in grads.values()):
+                _, grads = _backward(dout, cache, pre, need_dx=False)
+                if cfg.l2:
+                    for k in model.weight_keys:
+                        grads[k] = grads[k] + (2.0 * cfg.l2) * params[k]
+                if not rec.gradients(step, grads):
                     diverged = Divergence(epoch, step, "gradient", value)
                     break
-                new_params = opt.step(params, _clip(grads, clip, clip_threshold))
-                if record_update_ratio:
-                    for i, k in enumerate(wkeys):
-                        old = params[k]
-                        ratio_sum[i] += math.sqrt(float(np.vdot(new_params[k] - old, new_params[k] - old))
-                                                  / max(float(np.vdot(old, old)), 1e-300))
-                last_good = (params, running)
-                params = new_params
-                running = cache.running
+                new_params = cfg.optimizer.step(params, cfg.clipped(grads))  # statistics are taken before clipping
+                if cfg.record_update_ratio:
+                    rec.update(params, new_params)
+                last_good, params, running = (params, running), new_params, cache.running
                 loss_sum += value * xb.shape[0]
-                if spec.kind != "regression":
-                    correct += _n_correct(spec, out, cache, yb)
+                if cfg.loss.kind != "regression":
+                    correct += _n_correct(cfg.loss, out, cache, yb)
                 step += 1
             if diverged is not None:
                 step += 1  # the failing step is recorded
                 break
-            ep_loss.append(loss_sum / n)
-            ep_acc.append(correct / n)
-            ep_mean_abs.append(step_mean_abs[first:step].mean(axis=0))
-            ep_norm.append(step_norm[first:step].mean(axis=0))
-            if record_update_ratio:
-                upd_ratio.append(ratio_sum / (step - first))
-            if record_activations:
-                _, pcache = _forward(model, params, running, probe, True)
-                acts = pcache.activations
-                act_mean.append([float(a.mean()) for a in acts])
-                act_std.append([float(a.std()) for a in acts])
-                act_sat.append([np.nan if kind is None else saturated_fraction(a, kind)
-                                for a, kind in zip(acts, act_kinds)])
-            if val is not None:
-                vout, vcache = _forward(model, params, running, val[0], False)
-                vloss, _, _ = _loss_and_dout(spec, vout, vcache, val[1])
-                ep_val_loss.append(vloss)
-                if spec.kind != "regression":
-                    ep_val_acc.append(_n_correct(spec, vout, vcache, val[1]) / val[0].shape[0])
-
-    def arr(rows, width=None):
-        if width is None:
-            return np.asarray(rows, dtype=np.float64)
-        return np.asarray(rows, dtype=np.float64).reshape(-1, width)
-
-    classification = spec.kind != "regression"
-    return History(
-        loss=arr(ep_loss),
-        accuracy=arr(ep_acc) if classification else None,
-        val_loss=arr(ep_val_loss) if val is not None else None,
-        val_accuracy=arr(ep_val_acc) if (val is not None and classification) else None,
-        grad_mean_abs=arr(ep_mean_abs, L),
-        grad_norm=arr(ep_norm, L),
-        step_loss=step_loss[:step].copy(),
-        step_grad_mean_abs=step_mean_abs[:step].copy(),
-        step_grad_norm=step_norm[:step].copy(),
-        step_global_norm=step_global[:step].copy(),
-        activation_mean=arr(act_mean, L) if record_activations else None,
-        activation_std=arr(act_std, L) if record_activations else None,
-        saturated=arr(act_sat, L) if record_activations else None,
-        update_ratio=arr(upd_ratio, L) if record_update_ratio else None,
-        diverged_at=diverged,
-        model=replace(model, params=params, running=running),
-        layer_names=tuple(f"layer {l}" for l in range(1, L + 1)),
-    )
+            rec.end_epoch(first, step, loss_sum, correct, cfg.X.shape[0], cfg, model, params, running)
+    return rec.history(step, diverged, replace(model, params=params, running=running), cfg)

@@ -164,21 +164,42 @@ def batchnorm_forward(x, gamma, beta, running=None, train=True, momentum=0.9, ep
     if momentum > 1:
         raise ValueError(f"{func}: momentum must lie in [0, 1]; got {momentum!r}")
     eps = check_positive(eps, "eps", func)
-    given = running
-    running = _check_running(running, x.shape[1], x.dtype, func)
+    checked = _check_running(running, x.shape[1], x.dtype, func)
+    out, cache, new_running = _batchnorm_forward(x, gamma, beta, checked, bool(train), momentum, eps)
+    if not train and isinstance(running, RunningStats):
+        new_running = running  # evaluation never changes them: the caller's own object comes back
+    return out, cache, new_running
 
+
+def _spare(buffer, *operands):
+    """``buffer`` if a ufunc of ``operands`` may write its result there, else None (a new array).
+
+    ``buffer`` is a temporary of ours that is no longer needed; it fits when the result has its
+    dtype and shape. Reusing it saves one (N, D) allocation and one pass over memory.
+    """
+    fits = buffer.dtype == np.result_type(*operands) and buffer.shape == np.broadcast_shapes(
+        *(np.shape(o) for o in operands))
+    return buffer if fits else None
+
+
+def _batchnorm_forward(x, gamma, beta, running: RunningStats, train: bool, momentum: float, eps: float):
+    """:func:`batchnorm_forward` on checked inputs: two (N, D) arrays, xhat and out."""
     if train:
         mean = x.mean(axis=0)
-        var = ((x - mean) ** 2).mean(axis=0)  # biased (1/N): the variance of this batch, not an estimate
-        new_running = RunningStats(momentum * running.mean + (1.0 - momentum) * mean,
-                                   momentum * running.var + (1.0 - momentum) * var)
+        xmu = x - mean                     # computed once: the variance and xhat both start from it
+        out = np.square(xmu)               # scratch for the squares; it becomes the output below
+        var = out.mean(axis=0)             # biased (1/N): the variance of this batch, not an estimate
+        running = RunningStats(momentum * running.mean + (1.0 - momentum) * mean,
+                               momentum * running.var + (1.0 - momentum) * var)
     else:
         mean, var = running.mean, running.var
-        new_running = given if isinstance(given, RunningStats) else running  # evaluation never changes them
+        xmu = x - mean
+        out = xmu                          # the scratch, once xhat is computed (unless xhat took it)
     std = np.sqrt(var + eps)
-    xhat = (x - mean) / std
-    out = gamma * xhat + beta
-    return out, BatchNormCache(x, xhat, mean, var, std, gamma, eps, bool(train)), new_running
+    xhat = np.divide(xmu, std, out=_spare(xmu, xmu, std))
+    out = np.multiply(gamma, xhat, out=_spare(out, gamma, xhat) if out is not xhat else None)
+    out = np.add(out, beta, out=_spare(out, out, beta))
+    return out, BatchNormCache(x, xhat, mean, var, std, gamma, eps, train), running
 
 
 def batchnorm_backward(dout, cache):
@@ -257,14 +278,25 @@ def batchnorm_backward_compact(dout, cache):
     """
     func = "batchnorm_backward_compact"
     c = _check_cache(cache, BatchNormCache, func)
-    dout = _check_dout(dout, c.x.shape, func)
+    return _batchnorm_backward_compact(_check_dout(dout, c.x.shape, func), c)
+
+
+def _batchnorm_backward_compact(dout, c: BatchNormCache):
+    """:func:`batchnorm_backward_compact` on a checked ``dout``: two (N, D) arrays, dx and a scratch."""
     dbeta = dout.sum(axis=0)
-    dgamma = (dout * c.xhat).sum(axis=0)
+    scratch = dout * c.xhat
+    dgamma = scratch.sum(axis=0)
     if not c.train:
         return dout * c.gamma / c.std, dgamma, dbeta
     n = c.x.shape[0]
-    dx = (c.gamma / (n * c.std)) * (n * dout - dbeta - c.xhat * dgamma)  # dbeta, dgamma are exactly the two sums
-    return dx, dgamma, dbeta
+    # dx = (gamma / (N std)) * (N dout - dbeta - xhat * dgamma): dbeta, dgamma are exactly the two sums,
+    # and the bracket is built term by term in one array
+    dx = n * dout
+    dx = np.subtract(dx, dbeta, out=_spare(dx, dx, dbeta))
+    along_xhat = np.multiply(c.xhat, dgamma, out=_spare(scratch, c.xhat, dgamma))
+    dx = np.subtract(dx, along_xhat, out=_spare(dx, dx, along_xhat))
+    scale = c.gamma / (n * c.std)
+    return np.multiply(scale, dx, out=_spare(dx, scale, dx)), dgamma, dbeta
 
 
 # --------------------------------------------------------------------------- layer norm

@@ -185,7 +185,8 @@ class SGD(Optimizer):
         super().__init__(lr)
 
     def _update(self, p, g, state):
-        return p - self.lr * g
+        step = self.lr * g
+        return np.subtract(p, step, out=step)  # p - lr g, written into the step: one new array, not two
 
 
 class Momentum(Optimizer):

@@ -180,6 +180,7 @@ def run_learner(func: Callable, args: tuple, kwargs: Mapping | None = None, *,
     if substitute and namespace is not None:
         saved = {k: namespace[k] for k in substitute if k in namespace}
         namespace.update(substitute)
+    saved_global = np.random.get_state(legacy=False)
     global_before = _global_rng_state()
     value, raised = None, None
     previous, previous_thread = sys.getprofile(), threading.getprofile()
@@ -203,6 +204,7 @@ def run_learner(func: Callable, args: tuple, kwargs: Mapping | None = None, *,
                     elif namespace is not None:
                         namespace.pop(k, None)
     global_after = _global_rng_state()
+    np.random.set_state(saved_global)  # a check leaves NumPy's global random state as it found it
     named = [(names[k] if k < len(names) else f"argument {k + 1}", a) for k, a in enumerate(args)]
     named += list(kwargs.items())
     called = [(names[k] if k < len(names) else f"argument {k + 1}", a) for k, a in enumerate(call_args)]
