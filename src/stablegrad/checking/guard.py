@@ -31,6 +31,8 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from stablegrad.containers import leaves
+
 __all__ = ["Raised", "Outcome", "run_learner", "functions_named", "leaves"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,18 +72,6 @@ def functions_named(module, *names) -> list:
     forbids them while they exist without breaking a check when they are renamed.
     """
     return [getattr(module, n) for n in names if callable(getattr(module, n, None))]
-
-
-def leaves(x, path: str = ""):
-    """``(path, leaf)`` for every leaf of nested dicts, lists and tuples (named tuples included)."""
-    if isinstance(x, dict):
-        for k, v in x.items():
-            yield from leaves(v, f"{path}[{k!r}]")
-    elif isinstance(x, (list, tuple)):
-        for k, v in enumerate(x):
-            yield from leaves(v, f"{path}[{k}]")
-    else:
-        yield path, x
 
 
 def _code_of(fn):
