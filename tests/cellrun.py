@@ -9,8 +9,9 @@ restores them), each test cell with its own time limit, and reports which
 test cells raised. Run as a script: reads a JSON job on stdin, writes JSON on
 stdout::
 
-    {"cells": [{"kind": "code"|"answer"|"test", "id": str, "source": str}, ...],
-     "students": {"m00": {"<answer id>": "<source>", ...}, ...}, "timeout": 10, "probe": ["m00"]}
+    {"cells": [{"kind": "code"|"show"|"answer"|"test", "id": str, "source": str}, ...],
+     "students": {"m00": {"<answer id>": "<source>", ...}, ...}, "timeout": 10, "probe": ["m00"],
+     "tests": {"m00": ["<test id>", ...]}}
     -> {"m00": {"<test id>": "" (passed) or "<ExceptionType: message>", ...}, ...}
 
 For the students listed in ``probe``, a profiler also records every case the
@@ -20,12 +21,15 @@ its reference output, survives encoding to plain data and back bit for bit
 
 A student's answers default to the cell's own source (the solution). The
 children share nothing: a mutant that patches a module or loops forever
-costs only its own result.
+costs only its own result. A student listed in ``tests`` runs only those test
+cells, and skips the "show" cells (ungraded cells a learner runs to look at
+an output): the setup and every answer cell still run, in order.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -66,6 +70,8 @@ def _identical(a, b) -> bool:
         return _identical(a.bit_generator.state, b.bit_generator.state)
     if isinstance(a, dict):
         return list(a) == list(b) and all(_identical(a[k], b[k]) for k in a)
+    if dataclasses.is_dataclass(a):  # a record such as network.MLP compares by identity otherwise
+        return all(_identical(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b))
     if isinstance(a, float) and a != a:
@@ -103,7 +109,8 @@ def check_encoding(seen: list) -> dict:
     return {"problems": problems, "counts": counts}
 
 
-def run_student(cells: list[dict], answers: dict[str, str], timeout: int, probe: bool = False) -> dict:
+def run_student(cells: list[dict], answers: dict[str, str], timeout: int, probe: bool = False,
+                tests: list[str] | None = None) -> dict:
     namespace: dict = {"__name__": "__main__"}
     results: dict = {}
     seen: list = []
@@ -111,6 +118,8 @@ def run_student(cells: list[dict], answers: dict[str, str], timeout: int, probe:
         sys.setprofile(_probe_cases(seen))
     signal.signal(signal.SIGALRM, _alarm)
     for cell in cells:
+        if tests is not None and (cell["kind"] == "test" and cell["id"] not in tests or cell["kind"] == "show"):
+            continue
         source = answers.get(cell["id"], cell["source"]) if cell["kind"] == "answer" else cell["source"]
         signal.alarm(timeout)
         try:
@@ -144,7 +153,8 @@ def main() -> None:
             os.close(read)
             try:
                 payload = json.dumps(run_student(job["cells"], answers, int(job.get("timeout", 10)),
-                                                 probe=student in job.get("probe", ())))
+                                                 probe=student in job.get("probe", ()),
+                                                 tests=job.get("tests", {}).get(student)))
             except BaseException as exc:  # noqa: BLE001
                 payload = json.dumps({"": f"driver: {type(exc).__name__}: {exc}"})
             with os.fdopen(write, "w") as pipe:

@@ -264,23 +264,48 @@ def run_visible_tests(release, answers: dict[str, str], test_id: str, timeout: f
                           timeout=timeout, env=nbgrader_env())
 
 
+def affected_tests(source_nb, changed: Iterable[str]) -> list[str]:
+    """The test cells a change to these answer cells can affect.
+
+    The test cell grading each changed cell, and every later test cell whose source, or whose answer
+    cell's source, names one of the changed functions (answer cells define the function of their
+    grade_id). An earlier test cell runs before the changed answer exists, and a later one that never
+    names it cannot reach it, so neither can change its verdict.
+    """
+    changed = set(changed)
+    by = graded_by(source_nb)
+    answers = {grade_id(c): c.source for c in answer_cells(source_nb)}
+    tests = {grade_id(c): c.source for c in test_cells(source_nb)}
+    first = min((list(tests).index(by[c]) for c in changed), default=len(tests))
+    affected = []
+    for test_id in list(tests)[first:]:
+        sources = [tests[test_id]] + [answers[a] for a, t in by.items() if t == test_id and a not in changed]
+        if test_id in {by[c] for c in changed} or any(
+                re.search(rf"\b{re.escape(name)}\b", text) for name in changed for text in sources):
+            affected.append(test_id)
+    return affected
+
+
 def run_cells(source_nb, students: dict[str, dict[str, str]], timeout: int = 10,
-              probe: Sequence[str] = ()) -> dict[str, dict]:
+              probe: Sequence[str] = (), tests: dict[str, list[str]] | None = None) -> dict[str, dict]:
     """Execute the notebook's code cells for each student (answers replaced), one forked process each.
 
     Test cells are the source notebook's, hidden tests included, as autograde restores them.
     Returns, per student, each test cell's verdict: "" when it passed, else the exception it raised;
-    students in ``probe`` also get the encoding round trip of every case (see ``tests/cellrun.py``).
+    students in ``probe`` also get the encoding round trip of every case; a student in ``tests`` runs
+    only the test cells listed there (see ``tests/cellrun.py``).
     """
     cells = []
     for cell in source_nb.cells:
         if cell.cell_type != "code":
             continue
         meta = nbgrader_meta(cell)
-        kind = "answer" if meta.get("solution") else "test" if meta.get("grade") else "code"
+        kind = ("answer" if meta.get("solution") else "test" if meta.get("grade")
+                else "code" if meta.get("locked") else "show")
         source = strip_solution_markers(cell.source) if kind == "answer" else cell.source
         cells.append({"kind": kind, "id": meta.get("grade_id") or cell.get("id", ""), "source": source})
-    job = json.dumps({"cells": cells, "students": students, "timeout": timeout, "probe": list(probe)})
+    job = json.dumps({"cells": cells, "students": students, "timeout": timeout, "probe": list(probe),
+                      "tests": tests or {}})
     env = nbgrader_env()
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cellrun.py"))], input=job,

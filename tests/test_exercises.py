@@ -146,10 +146,11 @@ def executed():
         if assignment not in cache:
             if assignment in LOAD_ERRORS:
                 pytest.fail(f"cannot load the mutants: {LOAD_ERRORS[assignment]}")
-            students = {"solution": {}}
-            students.update({f"k{i}": {m.cell: m.source} for i, m in enumerate(MUTANTS[assignment])
-                             if not m.autograde})
-            cache[assignment] = grading.run_cells(source_nb(assignment), students, probe=["solution"])
+            nb = source_nb(assignment)
+            mistakes = {f"k{i}": m for i, m in enumerate(MUTANTS[assignment]) if not m.autograde}
+            students = {"solution": {}, **{k: {m.cell: m.source} for k, m in mistakes.items()}}
+            tests = {k: grading.affected_tests(nb, [m.cell]) for k, m in mistakes.items()}
+            cache[assignment] = grading.run_cells(nb, students, probe=["solution"], tests=tests)
         return cache[assignment]
 
     return get
@@ -248,7 +249,8 @@ def test_every_case_round_trips_as_plain_data(assignment, executed):
 
 @pytest.mark.parametrize("assignment, index", MISTAKE_PARAMS)
 def test_mistake_fails_exactly_its_cell(assignment, index, executed):
-    """A catalogue mistake, executed against the real test cells: its cell fails, naming it; the others pass."""
+    """A catalogue mistake, executed against the real test cells: its cell fails, naming it, and every
+    later test cell that could reach the mistaken function (grading.affected_tests) still passes."""
     mutant = MUTANTS[assignment][index]
     verdicts = executed(assignment)[f"k{index}"]
     cell = grading.graded_by(source_nb(assignment))[mutant.cell]

@@ -1,484 +1,464 @@
-"""Checks for exercise 5 (gradient clipping): cases, common mistakes and ``check_*`` helpers.
+"""Checks for exercise 5, gradient clipping: ``clip_by_value``, ``clip_by_norm``,
+``clip_by_global_norm`` and ``clipped_sgd_step``, declared on :mod:`stablegrad.checking.engine`.
 
-Each ``check_<function>`` compares a learner's function with the reference in
-:mod:`stablegrad.clipping` on seeded inputs (dicts and lists of arrays,
-float64 and float32, below and above the threshold), with the generic
-:func:`stablegrad.checking.check_against_reference` (values, shapes, dtypes,
-inputs left unchanged, delegation guard), and then checks the clipping
-contract that a tolerance-based comparison cannot see:
+The cases compare a learner's function with :mod:`stablegrad.clipping` on
+dicts, lists and single arrays (float64, float32 and containers mixing both;
+below, at and above the threshold; huge, tiny and zero entries; NaN and inf,
+on which the reference raises ``NonFiniteGradientError`` and so must the
+learner). The outputs must be new arrays. The properties check what a
+tolerance cannot see, over many seeded draws and over inputs built to break
+them:
 
-* below the threshold the values come back **exactly** (``np.array_equal``);
-* clipping is idempotent: clipping the result again changes nothing, exactly;
-* a zero gradient gives zeros, never NaN;
-* a gradient containing NaN or inf raises
-  :class:`stablegrad.clipping.NonFiniteGradientError` naming the tensor.
+* no-op: when nothing needs clipping (a norm within rounding of the
+  threshold included) the values come back **exactly**;
+* idempotence: clipping the result again changes nothing, exactly;
+* ``NonFiniteGradientError`` names the tensor; a dict keeps its key order.
 
-``check_clipped_sgd_step`` grades a training step by comparing single steps
-with the reference and then running the exploding experiment of chapter 5:
-the loss must stay finite at every step and end below a stated bound.
+``clipped_sgd_step`` is compared step by step with :func:`reference_clipped_sgd_step`,
+must leave the caller's model alone, and must train the exploding network of
+chapter 5 (:class:`ExplodingExperiment`) with a finite loss at every step.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Callable, Sequence
+import dataclasses
+import re
+import types
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from stablegrad import clipping, network
-from stablegrad.checking import (
-    Case, CheckFailure, Mistake, NotImplementedYetError, Out,
-    WrongTypeError, WrongValueError, call_guarded, call_learner, check_against_reference,
-)
+from stablegrad.checking.comparison import Out
+from stablegrad.checking.engine import Case, Graded, Mistake, Problem, Property
+from stablegrad.checking.guard import run_learner
 from stablegrad.datasets import linear_regression
 from stablegrad.init import uniform
 
 __all__ = [
-    "grads_case", "clip_by_value_cases", "clip_by_norm_cases", "clip_by_global_norm_cases",
+    "grads_case", "clipping_case", "clip_by_value_cases", "clip_by_norm_cases", "clip_by_global_norm_cases",
     "step_case", "clipped_sgd_step_cases", "ExplodingExperiment", "EXPLODING", "run_exploding_experiment",
-    "check_clip_by_value", "check_clip_by_norm", "check_clip_by_global_norm", "check_clipped_sgd_step",
-    "CLIP_BY_VALUE_MISTAKES", "CLIP_BY_NORM_MISTAKES", "CLIP_BY_GLOBAL_NORM_MISTAKES",
-    "CLIPPED_SGD_STEP_MISTAKES", "reference_clipped_sgd_step",
+    "reference_clipped_sgd_step", "check_clip_by_value", "check_clip_by_norm", "check_clip_by_global_norm",
+    "check_clipped_sgd_step", "CLIP_BY_VALUE", "CLIP_BY_NORM", "CLIP_BY_GLOBAL_NORM", "CLIPPED_SGD_STEP",
+    "DECLARATIONS",
 ]
 
+NONFINITE = "stablegrad.clipping.NonFiniteGradientError"
+NAMESPACE = {"np": np, "clipping": clipping, "network": network,     # the notebook's import cell
+             "NonFiniteGradientError": clipping.NonFiniteGradientError}
+# Every function of stablegrad.clipping, private helpers included, whatever their names: the exercise is
+# to write them (parts 1-3).
+PACKAGE_CLIPPING = [f for f in vars(clipping).values()
+                    if isinstance(f, types.FunctionType) and f.__module__ == clipping.__name__]
 _SHAPES = {"W1": (4, 5), "b1": (5,), "W2": (5, 3), "b2": (3,)}
+_MIXED = (np.float64, np.float32)
 
 
 # =========================================================================== cases
 
-def _draw(rng, shapes, scale, dtype, zero=False):
-    arrays = [np.zeros(s) if zero else scale * rng.standard_normal(s) for s in shapes]
-    return [a.astype(dtype) for a in arrays]
-
-
 def grads_case(rng: np.random.Generator, *, container: str = "dict", shapes=None, scale: float = 1.0,
-               dtype=np.float64, zero: bool = False):
-    """Gradients as a dict ``{"W1": ..., "b1": ...}`` or a list, drawn as ``scale * N(0, 1)``."""
-    shapes = _SHAPES if shapes is None else shapes
-    names = list(shapes) if isinstance(shapes, dict) else [f"g{i}" for i in range(len(shapes))]
-    arrays = _draw(rng, list(shapes.values()) if isinstance(shapes, dict) else shapes, scale, dtype, zero)
-    if container == "dict":
-        return dict(zip(names, arrays))
-    return arrays
+               dtype=np.float64, zero: bool = False, bad: tuple | None = None):
+    """Gradients drawn as ``scale * N(0, 1)``: a dict, a list, or one array (``container="array"``).
 
-
-def _describe(grads, threshold_name, threshold, extra=""):
-    if isinstance(grads, np.ndarray):
-        return f"an array of shape {grads.shape}, {grads.dtype.name}, {threshold_name} = {threshold:g}{extra}"
-    arrays = list(grads.values()) if isinstance(grads, dict) else list(grads) if isinstance(grads, list) else [grads]
-    kind = "dict" if isinstance(grads, dict) else "list" if isinstance(grads, list) else "array"
-    shapes = ", ".join(str(a.shape) for a in arrays)
-    dtype = arrays[0].dtype
-    return f"a {kind} of {len(arrays)} {dtype} array(s) of shapes {shapes}, {threshold_name} = {threshold:g}{extra}"
-
-
-def _global(grads) -> float:
-    return clipping.global_norm(grads)
-
-
-def clip_by_value_cases(seed: int = 0) -> list[Case]:
-    """Visible cases: dicts and lists, limits below, between and above the entries, float32."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for container, scale, limit, dtype in [("dict", 3.0, 1.0, np.float64), ("list", 1.0, 0.5, np.float64),
-                                           ("dict", 1.0, 10.0, np.float64), ("list", 50.0, 20.0, np.float32)]:
-        g = grads_case(rng, container=container, scale=scale, dtype=dtype)
-        cases.append(Case(_describe(g, "limit", limit), (g, limit), {}, ("grads", "limit")))
-    return cases
-
-
-def clip_by_norm_cases(seed: int = 0) -> list[Case]:
-    """Visible cases: above and below the threshold, 1-D to 3-D, float32."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for shape, scale, max_norm, dtype in [((4, 5), 2.0, 1.0, np.float64), ((7,), 1.0, 100.0, np.float64),
-                                          ((2, 3, 4), 10.0, 5.0, np.float64), ((6, 2), 3.0, 0.5, np.float32)]:
-        g = (scale * rng.standard_normal(shape)).astype(dtype)
-        cases.append(Case(_describe(g, "max_norm", max_norm, f" (norm {np.linalg.norm(g.astype(float)):.3g})"),
-                          (g, max_norm), {}, ("g", "max_norm")))
-    return cases
-
-
-def clip_by_global_norm_cases(seed: int = 0) -> list[Case]:
-    """Visible cases: one tensor much larger than the others (so per-tensor clipping differs)."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for container, max_norm, dtype in [("dict", 1.0, np.float64), ("list", 4.0, np.float64),
-                                       ("dict", 1e3, np.float64), ("list", 2.0, np.float32)]:
-        g = grads_case(rng, container=container, dtype=dtype)
-        first = next(iter(g)) if isinstance(g, dict) else 0
-        g[first] = (g[first] * 10).astype(dtype)    # unbalanced tensors
-        cases.append(Case(_describe(g, "max_norm", max_norm, f" (global norm {_global(g):.3g})"),
-                          (g, max_norm), {}, ("grads", "max_norm")))
-    return cases
-
-
-# =========================================================================== mistakes
-#
-# Complete, plausible wrong implementations, written as a learner would (NumPy
-# and NonFiniteGradientError only), so that the grading tests can also submit
-# each as a notebook and check that it loses the points of its cell.
-
-def _cv_sign_error(grads, limit):
-    from stablegrad.clipping import NonFiniteGradientError
-    items = grads.items() if isinstance(grads, dict) else enumerate(grads)
-    out = {}
-    for k, g in items:
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-        out[k] = np.where(np.abs(g) > limit, limit, g).astype(g.dtype)   # loses the sign of large negatives
-    return out if isinstance(grads, dict) else [out[i] for i in range(len(grads))]
-
-
-def _cv_in_place(grads, limit):
-    from stablegrad.clipping import NonFiniteGradientError
-    items = grads.items() if isinstance(grads, dict) else enumerate(grads)
-    for k, g in items:
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-        np.clip(g, -limit, limit, out=g)                                  # writes into the caller's arrays
+    ``shapes`` is a dict of shapes (dict), a list of shapes (list) or one
+    shape (array); ``dtype`` is one dtype or a tuple of dtypes cycled over
+    the tensors (a container mixing float64 and float32); ``zero`` gives
+    zeros; ``bad=(key or index, value)`` puts ``value`` (nan, inf) into the
+    first entry of that tensor (for an array, ``bad=(flat index, value)``).
+    """
+    if shapes is None:
+        shapes = {"dict": _SHAPES, "list": list(_SHAPES.values()), "array": (3, 4)}[container]
+    keys = list(shapes) if container == "dict" else [None] if container == "array" else range(len(shapes))
+    dtypes = tuple(dtype) if isinstance(dtype, (tuple, list)) else (dtype,)
+    arrays = []
+    for i, key in enumerate(keys):
+        shape = shapes if container == "array" else shapes[key]
+        arrays.append(((0.0 if zero else scale) * rng.standard_normal(shape)).astype(dtypes[i % len(dtypes)]))
+    if container == "array":
+        grads = arrays[0]
+        if bad is not None:
+            grads.flat[bad[0]] = bad[1]
+        return grads
+    grads = dict(zip(keys, arrays)) if container == "dict" else arrays
+    if bad is not None:
+        grads[bad[0]].flat[0] = bad[1]
     return grads
 
 
-def _cv_hides_inf(grads, limit):
+def _arrays(grads) -> list:
+    return list(grads.values()) if isinstance(grads, dict) else list(grads) if isinstance(grads, list) else [grads]
+
+
+def clipping_case(grads, threshold: float, threshold_name: str = "max_norm") -> Case:
+    """A case for one of the clipping functions, labelled with what matters (dtypes, size, threshold)."""
+    arrays, single = _arrays(grads), isinstance(grads, np.ndarray)
+    keys = [""] if single else list(grads) if isinstance(grads, dict) else list(range(len(arrays)))
+    dtypes = " and ".join(dict.fromkeys(a.dtype.name for a in arrays))
+    what = (f"a {dtypes} array of shape {grads.shape}" if single else
+            f"a {type(grads).__name__} of {len(arrays)} {dtypes} arrays "
+            + ", ".join(f"{k!r} {a.shape}" if isinstance(grads, dict) else str(a.shape) for k, a in zip(keys, arrays)))
+    bad = [(k, a[~np.isfinite(a)][0]) for k, a in zip(keys, arrays) if not np.all(np.isfinite(a))]
+    tail = (f"; {bad[0][1]} in {'g' if single else f'grads[{bad[0][0]!r}]'} (NonFiniteGradientError expected)" if bad
+            else f"; largest |entry| {_largest(grads):.3g}, norm {clipping.global_norm(grads):.3g}")
+    return Case(f"{what}, {threshold_name} = {threshold:g}{tail}", (grads, threshold), {},
+                ("g" if single else "grads", threshold_name))
+
+
+def clip_by_value_cases(seed: int = 0) -> list[Case]:
+    """Visible cases: dicts and lists, some entries clipped or none, float32, mixed dtypes, zeros, nan, inf."""
+    rng = np.random.default_rng(seed)
+    settings = [({}, 3.0, 1.0), ({"container": "list"}, 1.0, 0.5), ({}, 1.0, 10.0),           # nothing clipped
+                ({"container": "list", "dtype": np.float32}, 50.0, 20.0), ({"dtype": _MIXED}, 2.0, 1.5),
+                ({"zero": True}, 1.0, 1.0), ({"bad": ("W2", np.inf)}, 1.0, 1.0),
+                ({"container": "list", "dtype": np.float32, "bad": (1, np.nan)}, 1.0, 1.0),
+                ({"container": "list", "bad": (3, -np.inf)}, 1.0, 1.0)]
+    return [clipping_case(grads_case(rng, scale=scale, **kw), limit, "limit") for kw, scale, limit in settings]
+
+
+def clip_by_norm_cases(seed: int = 0) -> list[Case]:
+    """Visible cases: above and below the threshold, 1-D to 3-D, float32, huge, tiny and zero entries, nan, inf."""
+    rng = np.random.default_rng(seed)
+    settings = [((4, 5), 2.0, 1.0, {}), ((7,), 1.0, 100.0, {}), ((2, 3, 4), 10.0, 5.0, {}),
+                ((6, 2), 3.0, 0.5, {"dtype": np.float32}),
+                ((3, 4), 1e200, 1.0, {}),               # the squares overflow float64
+                ((5,), 1e-200, 1e-201, {}),             # the squares underflow to 0
+                ((3, 3), 1.0, 1.0, {"zero": True, "dtype": np.float32}),
+                ((4,), 1.0, 1.0, {"bad": (2, np.nan)}), ((2, 2), 1.0, 1.0, {"bad": (0, np.inf), "dtype": np.float32})]
+    return [clipping_case(grads_case(rng, container="array", shapes=shape, scale=scale, **kw), max_norm)
+            for shape, scale, max_norm, kw in settings]
+
+
+def clip_by_global_norm_cases(seed: int = 0) -> list[Case]:
+    """Visible cases: one tensor much larger than the others (so per-tensor clipping differs), below the
+    threshold, float32, mixed dtypes, huge entries, zeros, nan, inf."""
+    rng = np.random.default_rng(seed)
+    settings = [({}, 1.0), ({"container": "list"}, 4.0), ({}, 1e3), ({"container": "list", "dtype": np.float32}, 2.0),
+                ({"dtype": _MIXED}, 1.0), ({"container": "list", "scale": 1e200}, 5.0), ({"zero": True}, 1.0),
+                ({"bad": ("W2", np.nan)}, 1.0), ({"container": "list", "dtype": np.float32, "bad": (0, np.inf)}, 1.0)]
+    cases = []
+    for kw, max_norm in settings:
+        g = grads_case(rng, **kw)
+        first = next(iter(g)) if isinstance(g, dict) else 0
+        g[first] = (g[first] * 10).astype(g[first].dtype)      # unbalanced tensors
+        cases.append(clipping_case(g, max_norm))
+    return cases
+
+
+# =========================================================================== the contract, as properties
+
+class _Contract(NamedTuple):
+    """How one clipping function is called in the properties."""
+
+    container: str                 # "dict" or "array"
+    threshold: str                 # "limit" or "max_norm"
+    size: Callable                 # grads -> the quantity compared with the threshold
+    output: Callable               # the function's output -> the clipped gradients
+    dtypes: tuple                  # the dtypes (or mixes) tried, DRAWS draws each
+
+
+DRAWS = 100   # per dtype; a missing rounding allowance fails idempotence on ~10% of random draws
+
+
+def _largest(grads) -> float:
+    return max(float(np.max(np.abs(a))) for a in _arrays(grads))
+
+
+def _eps(grads) -> float:
+    return max(float(np.finfo(a.dtype).eps) for a in _arrays(grads))
+
+
+def _first_change(got, want) -> str | None:
+    """Where ``got`` differs from ``want`` bit for bit (None if nowhere), in words."""
+    if isinstance(want, dict) and (not isinstance(got, dict) or list(got) != list(want)):
+        return "the container changed"
+    got_arrays, want_arrays = _arrays(got), _arrays(want)
+    if len(got_arrays) != len(want_arrays):
+        return "the container changed"
+    keys = list(want) if isinstance(want, dict) else range(len(want_arrays))
+    for key, a, b in zip(keys, got_arrays, want_arrays):
+        name = "" if isinstance(want, np.ndarray) else f"[{key!r}]"
+        if not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
+            return f"output{name} is not an array of shape {b.shape} and dtype {b.dtype}"
+        if not np.array_equal(a, b):
+            idx = tuple(int(i) for i in np.argwhere(a != b)[0])
+            return (f"output{name}{list(idx)} is {str(a[idx])} instead of {str(b[idx])} "
+                    f"({int(np.sum(a != b))} of {a.size} entries differ)")
+    return None
+
+
+def _draws(contract: _Contract, seed: int):
+    """``(dtype name, draw, grads)`` for DRAWS draws of each dtype of the contract."""
+    rng = np.random.default_rng(seed)
+    for dtype in contract.dtypes:
+        name = " and ".join(np.dtype(d).name for d in dtype) if isinstance(dtype, tuple) else np.dtype(dtype).name
+        for draw in range(DRAWS):
+            yield name, draw, grads_case(rng, container=contract.container, dtype=dtype,
+                                         scale=float(rng.uniform(0.1, 10.0)))
+
+
+def _no_op(contract: _Contract) -> Property:
+    """Nothing to clip: the values come back bit for bit. First below the threshold; then, for a norm, at
+    it: the norm equals max_norm up to a few eps (within the notebook's allowance of 8 eps of the largest
+    eps of the tensors' dtypes), where a missing or too small allowance rescales."""
+
+    def check(call):
+        rng = np.random.default_rng(1)
+        for where in ("below the threshold", "at the threshold")[:1 + (contract.threshold == "max_norm")]:
+            for dtype, draw, g in _draws(contract, 11 + len(where)):
+                size = contract.size(g)
+                if where == "at the threshold":
+                    k = float(rng.uniform(-3.0, 3.0))
+                    threshold = size / (1.0 + k * _eps(g))
+                    why = (f"the norm {size!r} is max_norm = {threshold!r} times (1 {'+-'[k < 0]} {abs(k):.2f} eps), "
+                           f"equal up to rounding")
+                else:
+                    threshold = size * (1.0 if draw % 4 == 0 else float(rng.uniform(1.0, 10.0)))
+                    why = (f"no entry is above limit = {threshold!r}" if contract.threshold == "limit"
+                           else f"the norm {size!r} is at most max_norm = {threshold!r}")
+                change = _first_change(contract.output(call(g, threshold, names=("grads", contract.threshold))), g)
+                if change is not None:
+                    return Problem("value", f"{where} ({dtype}), the result",
+                                   f"differs from the input although {why}: {change} (draw {draw + 1} of {DRAWS})")
+        return None
+
+    at = ", and at it" if contract.threshold == "max_norm" else ""
+    return Property(f"below the threshold{at}: exactly the input values ({DRAWS} draws per dtype)", check)
+
+
+def _idempotent(contract: _Contract) -> Property:
+    """clip(clip(g)) == clip(g), bit for bit, over many draws."""
+
+    def check(call):
+        rng = np.random.default_rng(3)
+        for dtype, draw, g in _draws(contract, 13):
+            threshold = contract.size(g) * float(rng.uniform(0.05, 0.9))
+            once = contract.output(call(g, threshold, names=("grads", contract.threshold)))
+            twice = contract.output(call(once, threshold, names=("grads", contract.threshold)))
+            change = _first_change(twice, once)
+            if change is not None:
+                return Problem("value", f"clipping its own output again ({dtype})",
+                               f"changed it: {change} ({contract.threshold} = {threshold!r}, draw {draw + 1} "
+                               f"of {DRAWS})")
+        return None
+
+    return Property(f"idempotent: clipping the result again changes nothing ({DRAWS} draws per dtype)", check)
+
+
+def _names_tensor(contract: _Contract) -> Property:
+    """A NonFiniteGradientError's message says which tensor (its key, or its index in a list)."""
+
+    def check(call):
+        rng = np.random.default_rng(3)
+        for container, key, pattern in (("dict", "W2", r"W2"), ("list", 2, r"(?<!\d)2(?!\d)")):
+            g = grads_case(rng, container=container, bad=(key, np.nan))
+            raised = call.outcome(g, 1.0, names=("grads", contract.threshold)).raised
+            if raised is not None and raised.is_a(NONFINITE) and not re.search(pattern, raised.message):
+                return Problem("value", "the NonFiniteGradientError", f"does not say which tensor holds the nan "
+                                                                      f"(grads[{key!r}]): {raised.message!r}")
+        return None
+
+    return Property("NonFiniteGradientError names the tensor (a dict's key, a list's index)", check)
+
+
+def _key_order(contract: _Contract) -> Property:
+    def check(call):
+        g = grads_case(np.random.default_rng(4), shapes={"b2": (3,), "W1": (2, 3), "W2": (3, 3), "b1": (3,)})
+        out = contract.output(call(g, 1.0, names=("grads", contract.threshold)))
+        if isinstance(out, dict) and list(out) != list(g):
+            return Problem("type", "the clipped dict", f"has its keys in the order {list(out)}; grads has "
+                                                       f"{list(g)}")
+        return None
+
+    return Property("a dict comes back with its keys in their order", check)
+
+
+def _contract_properties(contract: _Contract) -> list[Property]:
+    cheap = [_names_tensor(contract), _key_order(contract)] if contract.container == "dict" else []
+    return [*cheap, _no_op(contract), _idempotent(contract)]
+
+
+def _global_output(out):
+    return out[0] if isinstance(out, tuple) and len(out) == 2 else out
+
+
+# Mistakes shared by the functions that take a norm; each edits its own function's lines.
+UNNAMED = Mistake("the error message does not say which tensor holds the nan or inf",
+                  edit=("f\"grads[{key!r}] contains NaN or inf\"", "\"a gradient contains NaN or inf\""))
+
+
+def _rescaling_mistakes(bound: str, eps: str, own: tuple, norm: str, naive: str) -> list[Mistake]:
+    """``bound``: the test ``norm <= max_norm * (1 + 8 * eps)``; ``eps``: its eps; ``own``: the edit that
+    returns the caller's arrays; ``norm``: the overflow-safe norm, ``naive``: sqrt(sum(g**2))."""
+    return [
+        Mistake("the factor max_norm / norm is not capped at 1, so small gradients are scaled up",
+                edit=(bound, "norm == 0.0")),
+        Mistake("the caller's own arrays come back when nothing needs clipping", edit=own),
+        Mistake("no rounding allowance: a norm equal to max_norm up to rounding counts as above it",
+                edit=(bound, "norm <= max_norm")),
+        Mistake("the rounding allowance uses float64's eps for float32 gradients",
+                edit=(eps, "np.finfo(np.float64).eps")),
+        Mistake("the norm is sqrt(sum(g**2)), whose squares overflow for huge entries and underflow for tiny ones",
+                edit=(norm, naive)),
+    ]
+
+
+# =========================================================================== clip_by_value
+
+CLIP_BY_VALUE_SOURCE = """
+def clip_by_value(grads, limit):
+    items = grads.items() if isinstance(grads, dict) else enumerate(grads)
+    clipped = {}
+    for key, g in items:
+        if not np.all(np.isfinite(g)):
+            raise NonFiniteGradientError(f"grads[{key!r}] contains NaN or inf", f"grads[{key!r}]")
+        clipped[key] = np.clip(g, -limit, limit).astype(g.dtype)
     if isinstance(grads, dict):
-        return {k: np.clip(g, -limit, limit) for k, g in grads.items()}  # inf becomes limit, silently
-    return [np.clip(g, -limit, limit) for g in grads]
+        return clipped
+    return [clipped[i] for i in range(len(grads))]
+"""
 
-
-def _cv_clip_global_norm(grads, limit):
-    from stablegrad.clipping import NonFiniteGradientError
+CLIP_BY_VALUE = Graded(
+    name="clip_by_value", reference=clipping.clip_by_value, source=CLIP_BY_VALUE_SOURCE,
+    visible=clip_by_value_cases, namespace=NAMESPACE, check_dtype=True, new_arrays=True,
+    forbid=PACKAGE_CLIPPING,
+    properties=_contract_properties(_Contract("dict", "limit", _largest, lambda out: out,
+                                              (np.float64, np.float32, _MIXED))),
+    mistakes=[
+        Mistake("large negative entries become +limit: the sign is lost",
+                edit=("np.clip(g, -limit, limit)", "np.where(np.abs(g) > limit, limit, g)")),
+        Mistake("the caller's arrays are clipped in place",
+                edit=("clipped[key] = np.clip(g, -limit, limit).astype(g.dtype)",
+                      "clipped[key] = np.clip(g, -limit, limit, out=g)")),
+        Mistake("nan and inf are never looked for (np.clip turns inf into limit silently)",
+                edit=("        if not np.all(np.isfinite(g)):\n            raise NonFiniteGradientError("
+                      "f\"grads[{key!r}] contains NaN or inf\", f\"grads[{key!r}]\")\n", "")),
+        Mistake("the caller's own arrays come back when no entry is above the limit",
+                edit=("clipped[key] = np.clip(g, -limit, limit).astype(g.dtype)",
+                      "clipped[key] = g if np.all(np.abs(g) <= limit) else np.clip(g, -limit, limit)")),
+        UNNAMED,
+        Mistake("the global norm is clipped, not each entry", source="""
+def clip_by_value(grads, limit):
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
-    if not all(np.all(np.isfinite(g)) for g in arrays):
-        raise NonFiniteGradientError("grads contains NaN or inf", "grads")
-    norm = np.sqrt(sum(np.sum(np.asarray(g, np.float64) ** 2) for g in arrays))
-    f = min(1.0, limit / norm) if norm > 0 else 1.0
-    out = [(g * f).astype(g.dtype) for g in arrays]                      # the norm, not each entry
-    return dict(zip(grads, out)) if isinstance(grads, dict) else out
+    for key, g in (grads.items() if isinstance(grads, dict) else enumerate(grads)):
+        if not np.all(np.isfinite(g)):
+            raise NonFiniteGradientError(f"grads[{key!r}] contains NaN or inf", f"grads[{key!r}]")
+    norm = np.sqrt(sum(np.sum(np.asarray(g, dtype=np.float64) ** 2) for g in arrays))
+    factor = min(1.0, limit / norm) if norm > 0 else 1.0
+    clipped = [(g * factor).astype(g.dtype) for g in arrays]
+    return dict(zip(grads, clipped)) if isinstance(grads, dict) else clipped
+"""),
+    ])
 
 
-CLIP_BY_VALUE_MISTAKES = [
-    Mistake("replacing every large entry by +limit (np.where(|g| > limit, limit, g)): a sign error",
-            _cv_sign_error),
-    Mistake("clipping the caller's arrays in place (np.clip(..., out=g))", _cv_in_place),
-    Mistake("not checking for NaN or inf (np.clip turns inf into limit silently)", _cv_hides_inf),
-    Mistake("clipping the global norm instead of each entry", _cv_clip_global_norm),
-]
+def check_clip_by_value(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+    """Check a learner's ``clip_by_value(grads, limit)`` (dict or list of arrays in, the same container out)."""
+    CLIP_BY_VALUE.check(func, cases, quiet=quiet)
 
 
-def _cn_always_rescale(g, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
+# =========================================================================== clip_by_norm
+
+CLIP_BY_NORM_SOURCE = """
+def clip_by_norm(g, max_norm):
     if not np.all(np.isfinite(g)):
-        raise NonFiniteGradientError("g is not finite", "g")
+        raise NonFiniteGradientError("g contains NaN or inf", "g")
     m = float(np.max(np.abs(g)))
-    norm = m * float(np.sqrt(np.sum((np.asarray(g, np.float64) / m) ** 2))) if m > 0 else 0.0
-    return (g * (max_norm / norm)).astype(g.dtype)                        # scales small gradients up (0/0 at zero)
-
-
-def _cn_inexact_noop(g, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    if not np.all(np.isfinite(g)):
-        raise NonFiniteGradientError("g is not finite", "g")
-    m = float(np.max(np.abs(g)))
-    if m == 0:
+    if m == 0.0:
         return g.copy()
-    norm = m * float(np.sqrt(np.sum((np.asarray(g, np.float64) / m) ** 2)))
-    return (g / norm * min(norm, max_norm)).astype(g.dtype)              # rescales below the threshold too
-
-
-def _cn_in_place(g, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    if not np.all(np.isfinite(g)):
-        raise NonFiniteGradientError("g is not finite", "g")
-    m = float(np.max(np.abs(g)))
-    norm = m * float(np.sqrt(np.sum((np.asarray(g, np.float64) / m) ** 2))) if m > 0 else 0.0
-    if norm > max_norm:
-        g *= max_norm / norm                                              # the caller's array
-    return g
-
-
-def _cn_float64(g, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    if not np.all(np.isfinite(g)):
-        raise NonFiniteGradientError("g is not finite", "g")
-    m = float(np.max(np.abs(g)))
-    if m == 0:
-        return g.copy()
-    norm = m * np.sqrt(np.sum((np.asarray(g, np.float64) / m) ** 2))
-    if norm <= max_norm * (1 + 8 * np.finfo(g.dtype).eps):
-        return g.copy()
-    return g * (max_norm / norm)                                          # float32 times float64: float64
-
-
-def _cn_naive_norm(g, max_norm):
-    from stablegrad.clipping import NonFiniteGradientError
-    if not np.all(np.isfinite(g)):
-        raise NonFiniteGradientError("g is not finite", "g")
-    g64 = np.asarray(g, np.float64)
-    with np.errstate(over="ignore"):
-        norm = np.sqrt(np.sum(g64 * g64))                                 # overflows for entries ~1e155
+    norm = m * float(np.sqrt(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2)))
     if norm <= max_norm * (1 + 8 * np.finfo(g.dtype).eps):
         return g.copy()
     return (g * (max_norm / norm)).astype(g.dtype)
+"""
+_NORM = "norm = m * float(np.sqrt(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2)))"
+_BELOW = "    if norm <= max_norm * (1 + 8 * np.finfo(g.dtype).eps):\n        return g.copy()\n"
+
+CLIP_BY_NORM = Graded(
+    name="clip_by_norm", reference=clipping.clip_by_norm, source=CLIP_BY_NORM_SOURCE,
+    visible=clip_by_norm_cases, namespace=NAMESPACE, check_dtype=True, new_arrays=True,
+    outputs=Out("the clipped gradient", like="g"), forbid=PACKAGE_CLIPPING,
+    properties=_contract_properties(_Contract("array", "max_norm", clipping.global_norm, lambda out: out,
+                                              (np.float64, np.float32))),
+    mistakes=[
+        *_rescaling_mistakes("norm <= max_norm * (1 + 8 * np.finfo(g.dtype).eps)", "np.finfo(g.dtype).eps",
+                             (_BELOW, _BELOW.replace("g.copy()", "g")), _NORM,
+                             "norm = float(np.sqrt(np.sum(np.asarray(g, dtype=np.float64) ** 2)))"),
+        Mistake("values below the threshold are recomputed (g / norm * norm), not returned as they are",
+                edit=((_BELOW, ""), ("(g * (max_norm / norm))", "(g / norm * min(norm, max_norm))"))),
+        Mistake("the caller's array is rescaled in place",
+                edit=("    return (g * (max_norm / norm)).astype(g.dtype)",
+                      "    g *= max_norm / norm\n    return g")),
+        Mistake("a float64 factor promotes a float32 gradient to float64",
+                edit=((_NORM, "norm = m * np.sqrt(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2))"),
+                      ("(g * (max_norm / norm)).astype(g.dtype)", "g * (max_norm / norm)"))),
+        Mistake("a zero gradient is divided by its zero norm", edit=("    if m == 0.0:\n        return g.copy()\n", "")),
+    ])
 
 
-CLIP_BY_NORM_MISTAKES = [
-    Mistake("scaling by max_norm / norm without min(1, .) (small gradients are scaled up)", _cn_always_rescale),
-    Mistake("rescaling even below the threshold (g / norm * min(norm, max_norm) is not exactly g)",
-            _cn_inexact_noop),
-    Mistake("rescaling the caller's array in place (g *= ...)", _cn_in_place),
-    Mistake("returning float64 for a float32 gradient", _cn_float64),
-    Mistake("computing the norm as sqrt(sum(g**2)), which overflows for huge entries", _cn_naive_norm),
-]
+def check_clip_by_norm(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+    """Check a learner's ``clip_by_norm(g, max_norm)`` (one array)."""
+    CLIP_BY_NORM.check(func, cases, quiet=quiet)
 
 
-def _tensor_norm(g) -> float:
-    """||g||, scaled by the largest entry first so that entries near 1e200 do not overflow."""
-    m = float(np.max(np.abs(g)))
-    return m * float(np.sqrt(np.sum((np.asarray(g, np.float64) / m) ** 2))) if m > 0 else 0.0
+# =========================================================================== clip_by_global_norm
 
-
-def _global_norm_parts(grads):
-    """What every global-norm mistake below starts with, done right: keys, arrays, the global norm
-    before clipping (overflow-safe) and the rounding allowance; non-finite tensors raise as the
-    package does."""
-    from stablegrad.clipping import NonFiniteGradientError
+CLIP_BY_GLOBAL_NORM_SOURCE = """
+def clip_by_global_norm(grads, max_norm):
     keys = list(grads) if isinstance(grads, dict) else list(range(len(grads)))
     arrays = [grads[k] for k in keys]
-    for k, g in zip(keys, arrays):
+    for key, g in zip(keys, arrays):
         if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"grads[{k!r}] is not finite", f"grads[{k!r}]")
-    m = max(float(np.max(np.abs(g))) for g in arrays)   # scale by the largest entry of all tensors
-    norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, np.float64) / m) ** 2) for g in arrays))) if m > 0 else 0.0
+            raise NonFiniteGradientError(f"grads[{key!r}] contains NaN or inf", f"grads[{key!r}]")
+    m = max(float(np.max(np.abs(g))) for g in arrays)
+    if m == 0.0:
+        norm = 0.0
+    else:
+        norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2) for g in arrays)))
     eps = max(float(np.finfo(g.dtype).eps) for g in arrays)
-    return keys, arrays, norm, eps
-
-
-def _gn_per_tensor(grads, max_norm):
-    keys, arrays, norm, eps = _global_norm_parts(grads)
-    out = []
-    for g in arrays:                                                      # one factor per tensor
-        n = _tensor_norm(g)
-        out.append(g.copy() if n <= max_norm * (1 + 8 * eps) else (g * (max_norm / n)).astype(g.dtype))
-    return (dict(zip(keys, out)) if isinstance(grads, dict) else out), norm
-
-
-def _gn_no_min(grads, max_norm):
-    keys, arrays, norm, eps = _global_norm_parts(grads)
-    out = [(g * (max_norm / norm)).astype(g.dtype) for g in arrays]      # no min(1, .)
-    return (dict(zip(keys, out)) if isinstance(grads, dict) else out), norm
-
-
-def _gn_norm_after(grads, max_norm):
-    keys, arrays, norm, eps = _global_norm_parts(grads)
     if norm <= max_norm * (1 + 8 * eps):
-        out = [g.copy() for g in arrays]
+        clipped = [g.copy() for g in arrays]
     else:
-        out = [(g * (max_norm / norm)).astype(g.dtype) for g in arrays]
-        norm = float(np.sqrt(sum(np.sum(np.asarray(g, np.float64) ** 2) for g in out)))   # after clipping
-    return (dict(zip(keys, out)) if isinstance(grads, dict) else out), norm
+        factor = max_norm / norm
+        clipped = [(g * factor).astype(g.dtype) for g in arrays]
+    if isinstance(grads, dict):
+        return dict(zip(keys, clipped)), norm
+    return clipped, norm
+"""
+_GLOBAL = "norm = m * float(np.sqrt(sum(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2) for g in arrays)))"
+_SCALE = "clipped = [(g * factor).astype(g.dtype) for g in arrays]"
+
+CLIP_BY_GLOBAL_NORM = Graded(
+    name="clip_by_global_norm", reference=clipping.clip_by_global_norm, source=CLIP_BY_GLOBAL_NORM_SOURCE,
+    visible=clip_by_global_norm_cases, namespace=NAMESPACE, check_dtype=True, new_arrays=True,
+    outputs=(None, Out("norm_before")), forbid=PACKAGE_CLIPPING,
+    properties=_contract_properties(_Contract("dict", "max_norm", clipping.global_norm, _global_output,
+                                              (np.float64, np.float32, _MIXED))),
+    mistakes=[
+        *_rescaling_mistakes("norm <= max_norm * (1 + 8 * eps)", "max(float(np.finfo(g.dtype).eps) for g in arrays)",
+                             ("clipped = [g.copy() for g in arrays]", "clipped = arrays"), _GLOBAL,
+                             "norm = float(np.sqrt(sum(np.sum(np.asarray(g, dtype=np.float64) ** 2) for g in arrays)))"),
+        Mistake("each tensor is clipped by its own norm instead of the global norm",
+                edit=(_SCALE, "clipped = [(g * min(1.0, max_norm / np.sqrt(np.sum(np.asarray(g, dtype=np.float64) "
+                              "** 2)))).astype(g.dtype) for g in arrays]")),
+        Mistake("norm_before is measured after clipping",
+                edit=("    if isinstance(grads, dict):\n",
+                      "    norm = float(np.sqrt(sum(np.sum(np.asarray(g, dtype=np.float64) ** 2) for g in clipped)))\n"
+                      "    if isinstance(grads, dict):\n")),
+        Mistake("the caller's arrays are rescaled in place",
+                edit=(_SCALE, "for g in arrays:\n            g *= factor\n        clipped = arrays")),
+        Mistake("the global norm is the sum of the tensors' norms, not the root of the sum of their squares",
+                edit=(_GLOBAL, "norm = m * float(sum(np.sqrt(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2)) "
+                               "for g in arrays))")),
+        Mistake("the rounding allowance uses the first tensor's eps, not the largest of the tensors' dtypes",
+                edit=("eps = max(float(np.finfo(g.dtype).eps) for g in arrays)",
+                      "eps = float(np.finfo(arrays[0].dtype).eps)")),
+        UNNAMED,
+    ])
 
 
-def _gn_in_place(grads, max_norm):
-    keys, arrays, norm, eps = _global_norm_parts(grads)
-    if norm > max_norm * (1 + 8 * eps):
-        for g in arrays:
-            g *= max_norm / norm                                          # the caller's arrays
-    return grads, norm
-
-
-def _gn_sum_of_norms(grads, max_norm):
-    keys, arrays, norm, eps = _global_norm_parts(grads)
-    norm = sum(_tensor_norm(g) for g in arrays)                          # sum of norms, not root of squares
-    if norm <= max_norm * (1 + 8 * eps):
-        out = [g.copy() for g in arrays]
-    else:
-        out = [(g * (max_norm / norm)).astype(g.dtype) for g in arrays]
-    return (dict(zip(keys, out)) if isinstance(grads, dict) else out), norm
-
-
-CLIP_BY_GLOBAL_NORM_MISTAKES = [
-    Mistake("clipping each tensor by its own norm instead of the global norm", _gn_per_tensor),
-    Mistake("scaling by max_norm / norm without min(1, .)", _gn_no_min),
-    Mistake("returning the norm after clipping instead of before", _gn_norm_after),
-    Mistake("rescaling the caller's arrays in place (g *= ...)", _gn_in_place),
-    Mistake("using the sum of the tensors' norms as the global norm", _gn_sum_of_norms),
-]
-
-
-# =========================================================================== contract checks
-
-def _is_nonfinite_error(exc) -> bool:
-    """``NonFiniteGradientError`` from stablegrad.clipping, also from before a module reload."""
-    return any(c.__name__ == "NonFiniteGradientError" and c.__module__ == "stablegrad.clipping"
-               for c in type(exc).__mro__)
-
-
-def _leaves(x):
-    if isinstance(x, dict):
-        return list(x.values())
-    if isinstance(x, (list, tuple)):
-        return list(x)
-    return [x]
-
-
-def _call(func, forbid, name, *args):
-    return call_learner(func, forbid, *args, name=name)
-
-
-def _clipped_part(out, kind):
-    if kind == "global":
-        if not isinstance(out, tuple) or len(out) != 2:
-            raise WrongTypeError(f"clip_by_global_norm must return a tuple (clipped, norm_before); "
-                                 f"got {type(out).__name__}")
-        return out[0]
-    return out
-
-
-def _exactly_equal(got, expected) -> bool:
-    got, expected = _leaves(got), _leaves(expected)
-    return len(got) == len(expected) and all(
-        isinstance(a, np.ndarray) and a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, expected))
-
-
-def _check_contract(func, kind: str, name: str, threshold_name: str, forbid, rng: np.random.Generator,
-                    dtype=np.float64) -> list[str]:
-    """The properties a tolerance cannot see; returns the labels of what was checked."""
-    make = (lambda scale, zero=False: (scale * rng.standard_normal((3, 4))).astype(dtype) * (not zero)) \
-        if kind == "norm" else (lambda scale, zero=False: grads_case(rng, scale=scale, dtype=dtype, zero=zero))
-    dt = np.dtype(dtype).name
-    # 1. exactly unchanged below the threshold
-    g = make(1.0)
-    big = 10.0 * (float(np.max(np.abs(np.concatenate([np.ravel(a) for a in _leaves(g)])))) if kind == "value"
-                  else _global(g))
-    out = _clipped_part(_call(func, forbid, name, copy.deepcopy(g), big), kind)
-    if not _exactly_equal(out, g):
-        raise WrongValueError(
-            f"{name}: with {threshold_name} = {big:.3g}, far above the gradient ({dt}), the result must be "
-            f"exactly the input values (np.array_equal), but it is not. Return copies when nothing needs "
-            f"clipping instead of multiplying by a factor that is 1 only up to rounding.")
-    # 2. idempotent
-    g = make(5.0)
-    small = 0.3
-    once = _clipped_part(_call(func, forbid, name, copy.deepcopy(g), small), kind)
-    twice = _clipped_part(_call(func, forbid, name, copy.deepcopy(once), small), kind)
-    if not _exactly_equal(twice, once):
-        raise WrongValueError(
-            f"{name} is not idempotent ({dt}): clipping its own output again with {threshold_name} = {small} "
-            f"changed it. After clipping, the norm is {threshold_name} only up to rounding; treat "
-            f"norm <= {threshold_name} * (1 + 8 * eps) (eps = np.finfo(dtype).eps) as 'not above'.")
-    # 3. zero gradient
-    z = make(1.0, zero=True)
-    with np.errstate(all="ignore"):
-        out = _clipped_part(_call(func, forbid, name, copy.deepcopy(z), 1.0), kind)
-    leaves = _leaves(out)
-    if any(not isinstance(a, np.ndarray) or not np.all(np.isfinite(a)) for a in leaves):
-        raise WrongValueError(f"{name}: a zero gradient gave NaN or inf ({dt}); it must give zeros "
-                              f"(the norm is 0: do not divide by it).")
-    if not _exactly_equal(out, z):
-        raise WrongValueError(f"{name}: a zero gradient must give zeros of the same shapes.")
-    if kind == "global":
-        norm = _call(func, forbid, name, copy.deepcopy(z), 1.0)[1]
-        if norm != 0:
-            raise WrongValueError(f"{name}: a zero gradient must have norm_before = 0; got {norm!r}.")
-    # 4. non-finite: raise NonFiniteGradientError naming the tensor
-    for bad_value in (np.inf, -np.inf, np.nan):
-        g = make(1.0)
-        if kind == "norm":
-            g[1, 2] = bad_value
-            where = None
-        else:
-            where = list(g)[-1]                                           # the last tensor, "b2"
-            g[where][0] = bad_value
-        try:
-            with np.errstate(all="ignore"):
-                call_guarded(func, forbid, copy.deepcopy(g), 1.0, name=name)
-        except CheckFailure:
-            raise
-        except Exception as exc:
-            if _is_nonfinite_error(exc):
-                if where is not None and str(where) not in str(exc):
-                    raise WrongValueError(
-                        f"{name} raised NonFiniteGradientError for a {bad_value} in grads[{where!r}], but its "
-                        f"message does not name the tensor: {str(exc)!r}. Put its key in the message.") from None
-                continue
-            if isinstance(exc, NotImplementedError):
-                raise NotImplementedYetError.for_function(name) from None
-            raise WrongTypeError(
-                f"{name} raised {type(exc).__name__} for a gradient containing {bad_value}; it must raise "
-                f"NonFiniteGradientError (from stablegrad.clipping), the package's contract.") from None
-        raise WrongValueError(
-            f"{name} returned a result for a gradient containing {bad_value} ({dt}). No clipping can repair "
-            f"a non-finite gradient: raise NonFiniteGradientError(message, name) naming the tensor.")
-    return [f"exact no-op below the threshold ({dt})", f"idempotent ({dt})", f"zero gradient gives zeros ({dt})",
-            f"inf / -inf / NaN raise NonFiniteGradientError ({dt})"]
-
-
-def _run(func, reference, cases, name, spec, mistakes, forbid, kind, threshold_name, quiet, seed):
-    check_against_reference(func, reference, cases, name=name, spec=spec, mistakes=mistakes, forbid=forbid,
-                            check_dtype=True, quiet=True)
-    rng = np.random.default_rng(seed)
-    checked = []
-    for dtype in (np.float64, np.float32):
-        try:
-            checked += _check_contract(func, kind, name, threshold_name, forbid, rng, dtype)
-        except CheckFailure as exc:
-            message = str(exc)
-            matched = [m.description for m in mistakes if _mistake_fails_contract(m, kind, name, threshold_name,
-                                                                                     seed, dtype, message)]
-            if matched:
-                message += "\n  This matches a common mistake: " + "; or ".join(matched) + "."
-            raise type(exc)(message) from None
-    if not quiet:
-        print(f"{name}: all {len(cases) + len(checked)} checks passed")
-        for case in cases:
-            print(f"  ok  {case.label}")
-        for label in checked:
-            print(f"  ok  {label}")
-
-
-def _mistake_fails_contract(mistake, kind, name, threshold_name, seed, dtype, message) -> bool:
-    """Does the known mistake fail the same contract check with the same message?"""
-    rng = np.random.default_rng(seed)
-    try:
-        if dtype == np.float32:
-            _check_contract(mistake.fn, kind, name, threshold_name, [], rng, np.float64)
-        _check_contract(mistake.fn, kind, name, threshold_name, [], rng, dtype)
-    except CheckFailure as exc:
-        return str(exc) == message
-    except Exception:
-        return False
-    return False
-
-
-def _forbid_clipping():
-    """Every function of stablegrad.clipping: the exercise is to write them."""
-    names = ("clip_by_value", "clip_by_norm", "clip_by_global_norm", "global_norm", "_leaves", "_rebuild",
-             "_norm_parts", "_product", "_slack", "_scaled")
-    return [getattr(clipping, n) for n in names if callable(getattr(clipping, n, None))]
-
-
-def check_clip_by_value(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False,
-                        seed: int = 0) -> None:
-    """Check a learner's ``clip_by_value(grads, limit)`` (dict or list of arrays in, same out)."""
-    _run(func, clipping.clip_by_value, clip_by_value_cases() if cases is None else cases, "clip_by_value",
-         None, CLIP_BY_VALUE_MISTAKES, _forbid_clipping(), "value", "limit", quiet, seed)
-
-
-def check_clip_by_norm(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False,
-                       seed: int = 0) -> None:
-    """Check a learner's ``clip_by_norm(g, max_norm)`` (one array)."""
-    _run(func, clipping.clip_by_norm, clip_by_norm_cases() if cases is None else cases, "clip_by_norm",
-         Out("the clipped gradient", like="g"), CLIP_BY_NORM_MISTAKES, _forbid_clipping(), "norm", "max_norm",
-         quiet, seed)
-
-
-def check_clip_by_global_norm(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False,
-                              seed: int = 0) -> None:
+def check_clip_by_global_norm(func: Callable, cases: Sequence[Case] | None = None, *,
+                              quiet: bool = False) -> None:
     """Check a learner's ``clip_by_global_norm(grads, max_norm) -> (clipped, norm_before)``."""
-    _run(func, clipping.clip_by_global_norm, clip_by_global_norm_cases() if cases is None else cases,
-         "clip_by_global_norm", (None, Out("norm_before")), CLIP_BY_GLOBAL_NORM_MISTAKES, _forbid_clipping(),
-         "global", "max_norm", quiet, seed)
+    CLIP_BY_GLOBAL_NORM.check(func, cases, quiet=quiet)
 
 
 # =========================================================================== the training step
@@ -494,62 +474,48 @@ def reference_clipped_sgd_step(model, x, y, lr, max_norm):
     return model.with_params(new_params), loss, norm_before
 
 
-def _unpack_step(out, name):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise WrongTypeError(f"{name} must return a tuple (new_model, loss, norm_before); "
-                             f"got {type(out).__name__}" + (f" of {len(out)} items" if isinstance(out, tuple) else ""))
-    new_model, loss, norm = out
-    if not isinstance(new_model, network.MLP):
-        raise WrongTypeError(f"{name}: new_model must be an MLP (use model.with_params(new_params)); "
-                             f"got {type(new_model).__name__}")
-    return dict(new_model.params), loss, norm
-
-
-_STEP_SPEC = ({k: Out(f"new_model.params[{k!r}]") for k in ("W1", "b1", "W2", "b2", "W3", "b3")},
-              Out("loss"), Out("norm_before"))
-
-
 def step_case(rng: np.random.Generator, sizes, n: int, *, weight_scale: float, lr: float, max_norm: float,
-              activation: str = "relu", dtype=np.float64):
-    """A ``(params, activation, x, y, lr, max_norm)`` input; the model is rebuilt around ``params`` per call."""
+              activation: str = "relu", dtype=np.float64) -> Case:
+    """A ``(model, x, y, lr, max_norm)`` input: an MLP with weights ``weight_scale * N(0, 1)``, a batch of n.
+
+    A ``weight_scale`` near 1e200 makes the loss overflow (NonFiniteGradientError expected).
+    """
     model = network.init_mlp(list(sizes), activation, "identity",
                              lambda fi, fo, r: weight_scale * r.standard_normal((fi, fo)), rng, dtype=dtype)
     x = rng.standard_normal((n, sizes[0])).astype(dtype)
     y = rng.standard_normal((n, sizes[-1])).astype(dtype)
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
+    with np.errstate(all="ignore"):
+        loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
+    norm = (f"gradient norm {clipping.global_norm(grads):.3g}" if np.isfinite(loss)
+            and all(np.all(np.isfinite(g)) for g in grads.values())
+            else "the loss overflows: NonFiniteGradientError expected")
     label = (f"{activation} MLP {tuple(sizes)}, N={n}, weights {weight_scale:g} N(0, 1), lr={lr:g}, "
-             f"max_norm={max_norm:g} (gradient norm {clipping.global_norm(grads):.3g})")
-    if np.dtype(dtype) != np.float64:
-        label += f", {np.dtype(dtype).name}"
-    return Case(label, (dict(model.params), activation, x, y, lr, max_norm), {},
-                ("model.params", "activation", "x", "y", "lr", "max_norm"))
+             f"max_norm={max_norm:g} ({norm})" + (f", {np.dtype(dtype).name}" if np.dtype(dtype) != np.float64 else ""))
+    return Case(label, (model, x, y, lr, max_norm), {}, ("model", "x", "y", "lr", "max_norm"))
 
 
 def clipped_sgd_step_cases(seed: int = 0) -> list[Case]:
-    """Visible single-step cases: clipped and not clipped."""
+    """Visible single-step cases: clipped, not clipped, a deeper tanh net, a loss that overflows."""
     rng = np.random.default_rng(seed)
     return [
         step_case(rng, (3, 5, 1), 8, weight_scale=3.0, lr=0.01, max_norm=1.0),
         step_case(rng, (4, 6, 2), 5, weight_scale=0.3, lr=0.1, max_norm=100.0),
         step_case(rng, (2, 7, 7, 1), 6, weight_scale=2.0, lr=0.05, max_norm=5.0, activation="tanh"),
+        step_case(rng, (3, 4, 1), 4, weight_scale=1e200, lr=0.01, max_norm=1.0),
     ]
 
 
-def _model_of(params, activation):
-    """An MLP around ``params`` (shared arrays, so in-place changes show) with one hidden activation."""
-    weights = [params[k] for k in params if k.startswith("W")]
-    sizes = (weights[0].shape[0],) + tuple(W.shape[1] for W in weights)
-    return network.MLP(sizes, (activation,) * (len(weights) - 1) + ("identity",), False, dict(params))
+def _step_view(out):
+    """``(new_model.params, loss, norm_before)``: what is compared with the reference."""
+    if not (isinstance(out, tuple) and len(out) == 3):
+        raise TypeError(f"it is a {type(out).__name__}" + (f" of {len(out)} items" if isinstance(out, tuple) else "")
+                        + "; expected a tuple (new_model, loss, norm_before)")
+    if not isinstance(out[0], network.MLP):
+        raise TypeError(f"new_model is a {type(out[0]).__name__}; expected an MLP (model.with_params(new_params))")
+    return dict(out[0].params), out[1], out[2]
 
 
-def _adapt(step, name):
-    def run(params, activation, x, y, lr, max_norm):
-        return _unpack_step(step(_model_of(params, activation), x, y, lr, max_norm), name)
-    run.__name__ = name
-    return run
-
-
-class ExplodingExperiment:
+class ExplodingExperiment(NamedTuple):
     """The exploding network of chapter 5, trained with a learner's step.
 
     15 standard-normal features, 1500 samples, noise 0.2 (``data_seed``); one
@@ -560,10 +526,13 @@ class ExplodingExperiment:
     whole data set after ``epochs`` epochs is below ``bound``.
     """
 
-    def __init__(self, *, data_seed=0, model_seed=1, order_seed=2, lr=0.01, max_norm=1000.0, epochs=10,
-                 bound=20.0):
-        self.data_seed, self.model_seed, self.order_seed = data_seed, model_seed, order_seed
-        self.lr, self.max_norm, self.epochs, self.bound = lr, max_norm, epochs, bound
+    data_seed: int = 0
+    model_seed: int = 1
+    order_seed: int = 2
+    lr: float = 0.01
+    max_norm: float = 1000.0
+    epochs: int = 10
+    bound: float = 20.0
 
     def __repr__(self):
         return (f"exploding experiment (data seed {self.data_seed}, lr {self.lr:g}, max_norm {self.max_norm:g}, "
@@ -574,7 +543,7 @@ EXPLODING = ExplodingExperiment()
 
 
 def run_exploding_experiment(step: Callable, experiment: ExplodingExperiment = EXPLODING):
-    """Train with ``step``; return ``(step_losses, final_mse)`` (raises on a non-finite loss)."""
+    """Train with ``step``; return ``(step_losses, final_mse)`` (stops at the first non-finite loss, final nan)."""
     X, y, _ = linear_regression(1500, 15, 0.2, np.random.default_rng(experiment.data_seed))
     model = network.init_mlp([15, 35, 1], "relu", "identity",
                              lambda fi, fo, r: uniform(fi, fo, r, low=4.0, high=5.0),
@@ -593,139 +562,106 @@ def run_exploding_experiment(step: Callable, experiment: ExplodingExperiment = E
     return np.array(losses), float(final)
 
 
-def _step_nonfinite_case():
-    rng = np.random.default_rng(5)
-    model = network.init_mlp([3, 4, 1], "relu", "identity", lambda fi, fo, r: np.full((fi, fo), 1e200), rng)
-    return model, rng.standard_normal((4, 3)) + 3.0, rng.standard_normal((4, 1))
+def _trains(experiment: ExplodingExperiment) -> Property:
+    def check(call):
+        def step(*args):
+            out = call(*args, names=("model", "x", "y", "lr", "max_norm"))
+            _step_view(out)                     # a TypeError for a malformed output
+            return out
+
+        try:
+            losses, final = run_exploding_experiment(step, experiment)
+        except TypeError as exc:
+            return Problem("type", "in the exploding experiment, the output", f"cannot be read: {exc}")
+        if not np.all(np.isfinite(losses)):
+            return Problem("value", f"in the {experiment}, the loss", f"became {losses[-1]} at step {losses.size}")
+        if not final < experiment.bound:
+            return Problem("value", f"in the {experiment}, the final MSE", f"is {final:.4g}, not below "
+                                                                          f"{experiment.bound:g}")
+        return None
+
+    return Property(f"{experiment}", check)
 
 
-def _wrapped_learner_step(func, forbid, name):
-    def step(model, x, y, lr, max_norm):
-        out = call_learner(func, forbid, model, x, y, lr, max_norm, name=name,
-                           context="during the exploding experiment")
-        new_model, loss, norm = out if isinstance(out, tuple) and len(out) == 3 else (None, None, None)
-        if not isinstance(new_model, network.MLP):
-            _unpack_step(out, name)
-        return new_model, loss, norm
-    return step
+def _keeps_model(call) -> Problem | None:
+    """The caller's model.params are neither changed nor shared by new_model (the engine's input copy and
+    memory checks do not look inside an MLP)."""
+    case = clipped_sgd_step_cases()[0]
+    model = case.args[0]
+    before = {k: p.copy() for k, p in model.params.items()}
+    forbid = (call.decl.forbid or [call.decl.reference]) if call.guarded else ()
+    outcome = run_learner(call.func, case.args, forbid=forbid, copy_inputs=False)
+    if outcome.raised is not None or outcome.delegated or outcome.tampered:
+        return None     # the cases report these
+    for k, p in before.items():
+        if not np.array_equal(model.params.get(k), p):
+            return Problem("modified", "", f"modified its input model.params[{k!r}] in place")
+    new = outcome.value[0] if isinstance(outcome.value, tuple) and outcome.value else None
+    for k, p in getattr(new, "params", {}).items():
+        if any(np.shares_memory(p, q) for q in model.params.values()):
+            return Problem("shared", "", f"returned new_model.params[{k!r}] in memory shared with the caller's "
+                                         f"model.params; the step must make new arrays")
+    return None
+
+
+def _step_properties(experiment: ExplodingExperiment) -> list[Property]:
+    return [Property("the caller's model.params are left unchanged and not shared", _keeps_model),
+            _trains(experiment)]
+
+
+CLIPPED_SGD_STEP_SOURCE = """
+def clipped_sgd_step(model, x, y, lr, max_norm):
+    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
+    clipped, norm_before = clipping.clip_by_global_norm(grads, max_norm)
+    new_params = {k: p - lr * clipped[k] for k, p in model.params.items()}
+    return model.with_params(new_params), loss, norm_before
+"""
+_CLIP = "clipped, norm_before = clipping.clip_by_global_norm(grads, max_norm)"
+
+CLIPPED_SGD_STEP = Graded(
+    name="clipped_sgd_step", reference=reference_clipped_sgd_step, source=CLIPPED_SGD_STEP_SOURCE,
+    visible=clipped_sgd_step_cases, namespace=NAMESPACE, check_dtype=True, view=_step_view,
+    outputs=({f"{p}{l}": Out(f"new_model.params[{p + str(l)!r}]") for p in "Wb" for l in range(1, 6)},
+             Out("loss"), Out("norm_before")),
+    forbid=[reference_clipped_sgd_step, network.train], properties=_step_properties(EXPLODING),
+    mistakes=[
+        Mistake("the raw gradient is used for the update (it is never clipped)",
+                edit=(_CLIP, "clipped, norm_before = grads, clipping.global_norm(grads)")),
+        Mistake("each tensor is clipped by its own norm instead of the global norm",
+                edit=(_CLIP, "clipped = {k: clipping.clip_by_norm(g, max_norm) for k, g in grads.items()}\n"
+                             "    norm_before = clipping.global_norm(grads)")),
+        Mistake("the step goes up the gradient (p + lr * g)", edit=("p - lr * clipped[k]", "p + lr * clipped[k]")),
+        Mistake("the caller's weights are updated in place",
+                edit=("    new_params = {k: p - lr * clipped[k] for k, p in model.params.items()}\n"
+                      "    return model.with_params(new_params), loss, norm_before",
+                      "    for k, p in model.params.items():\n        p -= lr * clipped[k]\n"
+                      "    return model, loss, norm_before")),
+        Mistake("norm_before is measured after clipping",
+                edit=("return model.with_params(new_params), loss, norm_before",
+                      "return model.with_params(new_params), loss, clipping.global_norm(clipped)")),
+        Mistake("the gradient is clipped by value, not by global norm",
+                edit=(_CLIP, "clipped, norm_before = clipping.clip_by_value(grads, max_norm), "
+                             "clipping.global_norm(grads)")),
+        Mistake("the update lr * g is clipped instead of the gradient g",
+                edit=((_CLIP, "update, norm_before = clipping.clip_by_global_norm({k: lr * g for k, g in "
+                              "grads.items()}, max_norm)\n    norm_before = norm_before / lr"),
+                      ("p - lr * clipped[k]", "p - update[k]"))),
+        Mistake("a NonFiniteGradientError is caught, and the step skipped, instead of let through",
+                edit=("    " + _CLIP, "    try:\n        " + _CLIP + "\n    except NonFiniteGradientError:\n"
+                                     "        return model, loss, float('nan')")),
+    ])
 
 
 def check_clipped_sgd_step(func: Callable, cases: Sequence[Case] | None = None, *,
                            experiment: ExplodingExperiment = EXPLODING, quiet: bool = False) -> None:
     """Check a learner's ``clipped_sgd_step(model, x, y, lr, max_norm) -> (new_model, loss, norm_before)``.
 
-    Single steps are compared with the reference (parameters, loss, norm
-    before clipping; ``model.params`` unchanged), a model whose loss overflows
-    must raise ``NonFiniteGradientError``, and the exploding experiment must
-    stay finite and end below its bound. Calling ``network.mlp_loss_and_grads``
-    and ``clipping.clip_by_global_norm`` is expected; ``network.train`` is not allowed.
+    Single steps against the reference (an overflowing loss must raise
+    ``NonFiniteGradientError``), the caller's model left alone, then the
+    exploding ``experiment``. Calling ``network.mlp_loss_and_grads`` and the
+    package's ``clipping`` functions is expected; ``network.train`` is not allowed.
     """
-    name = "clipped_sgd_step"
-    cases = clipped_sgd_step_cases() if cases is None else cases
-    forbid = [reference_clipped_sgd_step, network.train]
-    check_against_reference(_adapt(func, name), _adapt(reference_clipped_sgd_step, name), cases, name=name,
-                            spec=_STEP_SPEC, mistakes=[Mistake(m.description, _adapt(m.fn, name))
-                                                       for m in CLIPPED_SGD_STEP_MISTAKES],
-                            forbid=forbid, quiet=True)
-    # the contract: a non-finite loss or gradient raises
-    model, x, y = _step_nonfinite_case()
-    try:
-        with np.errstate(all="ignore"):
-            call_guarded(func, forbid, model, x, y, 0.01, 1.0, name=name)
-    except CheckFailure:
-        raise
-    except Exception as exc:
-        if _is_nonfinite_error(exc):
-            pass
-        elif isinstance(exc, NotImplementedError):
-            raise NotImplementedYetError.for_function(name) from None
-        else:
-            raise WrongTypeError(f"{name} raised {type(exc).__name__} for a model whose loss overflows to inf; "
-                                 f"expected NonFiniteGradientError (clip_by_global_norm raises it for you).") from None
-    else:
-        raise WrongValueError(f"{name} returned a step for a model whose loss overflows to inf; it must raise "
-                              f"NonFiniteGradientError (let clip_by_global_norm's error through).")
-    # the exploding experiment
-    with np.errstate(all="ignore"):
-        losses, final = run_exploding_experiment(_wrapped_learner_step(func, forbid, name), experiment)
-    if not np.all(np.isfinite(losses)):
-        bad = int(np.flatnonzero(~np.isfinite(losses))[0])
-        raise WrongValueError(f"{name}: in the {experiment}, the loss became {losses[bad]} at step {bad + 1}. "
-                              f"Is the gradient clipped before the update?")
-    if not final < experiment.bound:
-        raise WrongValueError(f"{name}: in the {experiment}, the final MSE is {final:.4g}, not below "
-                              f"{experiment.bound:g}.")
-    if not quiet:
-        print(f"{name}: all {len(cases) + 2} checks passed")
-        for case in cases:
-            print(f"  ok  {case.label}")
-        print("  ok  a model whose loss overflows raises NonFiniteGradientError")
-        print(f"  ok  {experiment}: {losses.size} finite steps, final MSE {final:.3g}")
+    dataclasses.replace(CLIPPED_SGD_STEP, properties=_step_properties(experiment)).check(func, cases, quiet=quiet)
 
 
-# --------------------------------------------------------------------------- mistakes of the step
-
-def _st_no_clip(model, x, y, lr, max_norm):
-    from stablegrad import network
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
-    norm = float(np.sqrt(sum(np.sum(g ** 2) for g in grads.values())))
-    return model.with_params({k: p - lr * grads[k] for k, p in model.params.items()}), loss, norm
-
-
-def _st_per_tensor(model, x, y, lr, max_norm):
-    from stablegrad import clipping, network
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
-    norm = clipping.global_norm(grads)
-    clipped = {k: clipping.clip_by_norm(g, max_norm) for k, g in grads.items()}
-    return model.with_params({k: p - lr * clipped[k] for k, p in model.params.items()}), loss, norm
-
-
-def _st_ascent(model, x, y, lr, max_norm):
-    from stablegrad import clipping, network
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
-    clipped, norm = clipping.clip_by_global_norm(grads, max_norm)
-    return model.with_params({k: p + lr * clipped[k] for k, p in model.params.items()}), loss, norm
-
-
-def _st_in_place(model, x, y, lr, max_norm):
-    from stablegrad import clipping, network
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
-    clipped, norm = clipping.clip_by_global_norm(grads, max_norm)
-    for k, p in model.params.items():
-        p -= lr * clipped[k]                                              # the caller's weights
-    return model, loss, norm
-
-
-def _st_norm_after(model, x, y, lr, max_norm):
-    from stablegrad import clipping, network
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
-    clipped, _ = clipping.clip_by_global_norm(grads, max_norm)
-    new = model.with_params({k: p - lr * clipped[k] for k, p in model.params.items()})
-    return new, loss, clipping.global_norm(clipped)
-
-
-def _st_clip_value(model, x, y, lr, max_norm):
-    from stablegrad import clipping, network
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
-    norm = clipping.global_norm(grads)
-    clipped = clipping.clip_by_value(grads, max_norm)
-    return model.with_params({k: p - lr * clipped[k] for k, p in model.params.items()}), loss, norm
-
-
-def _st_clip_update(model, x, y, lr, max_norm):
-    from stablegrad import clipping, network
-    loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
-    update, norm = clipping.clip_by_global_norm({k: lr * g for k, g in grads.items()}, max_norm)
-    norm = norm / lr                                                      # clips lr * g, not g
-    return model.with_params({k: p - update[k] for k, p in model.params.items()}), loss, norm
-
-
-CLIPPED_SGD_STEP_MISTAKES = [
-    Mistake("updating with the raw gradient (no clipping)", _st_no_clip),
-    Mistake("clipping each tensor by its own norm instead of the global norm", _st_per_tensor),
-    Mistake("adding the gradient (p + lr * g): gradient ascent", _st_ascent),
-    Mistake("updating the caller's weights in place (p -= ...)", _st_in_place),
-    Mistake("returning the norm after clipping instead of before", _st_norm_after),
-    Mistake("clipping by value instead of by global norm", _st_clip_value),
-    Mistake("clipping the update lr * g instead of the gradient g", _st_clip_update),
-]
+DECLARATIONS = [CLIP_BY_VALUE, CLIP_BY_NORM, CLIP_BY_GLOBAL_NORM, CLIPPED_SGD_STEP]

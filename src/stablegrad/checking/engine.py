@@ -285,7 +285,12 @@ def _value_problem(decl: Graded, case: Case, expected, outcome: Outcome) -> Prob
         if outcome.raised is None:
             return Problem("value", "", f"returned a result; it should raise {expected.type} "
                                         f"({expected.message})")
+        if outcome.raised is not None and outcome.raised.type == expected.type:
+            return Problem("raised", "", f"raised a class of its own named {expected.type}, not "
+                                         f"{expected.qualified} ({expected.message})")
     problem = _call_problem(decl, outcome)
+    if isinstance(expected, _Raises) and problem is not None and problem.kind == "raised":
+        return problem._replace(text=f"{problem.text}; it should raise {expected.type} ({expected.message})")
     if problem is not None:
         return problem
     got, want = outcome.value, expected

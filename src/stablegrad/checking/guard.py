@@ -21,6 +21,7 @@ however it reached it (import, alias, ``importlib``, ``sys.modules``,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import os
 import sys
@@ -98,8 +99,16 @@ def _raised(exc: BaseException) -> Raised:
     return Raised(type(exc).__name__, mro, str(exc), _learner_line(exc.__traceback__))
 
 
+def _fields(x):
+    """A dataclass record (``network.MLP``) as a dict of its fields, so that its arrays are looked at."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _fields(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    return x
+
+
 def _changed(before, after) -> bool:
     """Whether an input differs from the copy taken before the call (exactly; nan equals nan)."""
+    before, after = _fields(before), _fields(after)
     if isinstance(before, np.ndarray):
         return not (isinstance(after, np.ndarray) and after.shape == before.shape
                     and after.dtype == before.dtype and np.array_equal(after, before, equal_nan=True))
@@ -120,10 +129,10 @@ def _changed(before, after) -> bool:
 
 
 def _shared(value, inputs: Sequence[tuple[str, object]]) -> tuple[str, ...]:
-    arrays = [(name + path, a) for name, arg in inputs for path, a in leaves(arg)
+    arrays = [(name + path, a) for name, arg in inputs for path, a in leaves(_fields(arg))
               if isinstance(a, np.ndarray)]
     found = []
-    for path, out in leaves(value):
+    for path, out in leaves(_fields(value)):
         if isinstance(out, np.ndarray):
             for name, a in arrays:
                 if np.shares_memory(out, a):
