@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import html
-import inspect
 import json
 import os
 import re
@@ -32,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Sequence
 
@@ -159,22 +157,13 @@ class Mutant(NamedTuple):
     autograde: bool = True
 
 
-def mistake_source(fn: Callable, name: str) -> str:
-    """The source of a mistake function from ``stablegrad.checking``, renamed to ``name``."""
-    source = textwrap.dedent(inspect.getsource(fn))
-    return re.sub(r"^def \w+\(", f"def {name}(", source, count=1, flags=re.M)
+def from_mistakes(cell: str, decl) -> list[Mutant]:
+    """One :class:`Mutant` per common mistake of a ``checking.Graded`` declaration, defining ``cell``'s function.
 
-
-def from_mistakes(cell: str, mistakes) -> list[Mutant]:
-    """One :class:`Mutant` per common mistake, defining the function named ``cell``.
-
-    ``mistakes`` is a ``checking.Graded`` declaration (each mistake's source is the declaration's
-    learner-style source with the mistake's edit, exactly the text the diagnosis compiles), or a
-    list of legacy mistakes (a function each).
+    Each mistake's source is the declaration's learner-style source with the mistake's edit: exactly the
+    text the diagnosis compiles, so the catalogue, the mutants and the diagnosis read the same code.
     """
-    if hasattr(mistakes, "mistake_source"):
-        return [Mutant(cell, m.cause, mistakes.mistake_source(m), autograde=False) for m in mistakes.mistakes]
-    return [Mutant(cell, m.description, mistake_source(m.fn, cell)) for m in mistakes]
+    return [Mutant(cell, m.cause, decl.mistake_source(m), autograde=False) for m in decl.mistakes]
 
 
 def delete_test_cell(test_id: str) -> Callable:

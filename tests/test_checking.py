@@ -20,8 +20,8 @@ import pytest
 
 from stablegrad import clipping, diagnostics, gradcheck, layers, normalization
 from stablegrad.checking import (
-    CheckFailure, DelegationError, Graded, InputModifiedError, LearnerError, NotImplementedYetError,
-    SharedMemoryError, WrongShapeError, WrongTypeError, WrongValueError, chain_rule, fresh, run_learner,
+    CheckFailure, DelegationError, Graded, LearnerError, WrongShapeError, WrongTypeError, WrongValueError,
+    chain_rule, fresh, run_learner,
 )
 from stablegrad.checking.comparison import Out, Tolerance, compare
 from stablegrad.checking.encoding import EncodingError, decode, encode

@@ -32,7 +32,7 @@ A failing check raises, e.g.::
 from __future__ import annotations
 
 from stablegrad.checking.comparison import Out, Tolerance, compare
-from stablegrad.checking.engine import Finding, Graded, Problem, Property, Report, render, run
+from stablegrad.checking.engine import Case, Finding, Graded, Mistake, Problem, Property, Report, render, run
 from stablegrad.checking.errors import (
     KINDS, CheckFailure, DelegationError, InputModifiedError, LearnerError, NotImplementedYetError,
     NumericalWarningError, SharedMemoryError, StatisticalTestError, WrongShapeError, WrongTypeError,
@@ -40,16 +40,12 @@ from stablegrad.checking.errors import (
 )
 from stablegrad.checking.pristine import fresh, snapshot
 from stablegrad.checking.guard import Outcome, functions_named, run_learner
-# The topic modules not yet declared on the engine still use these (removed once all are ported).
-from stablegrad.checking.legacy import (  # noqa: F401
-    Case, Mistake, call_guarded, call_learner, check_against_reference,
-)
 
 __all__ = [
     "CheckFailure", "NotImplementedYetError", "LearnerError", "WrongTypeError", "WrongShapeError",
     "WrongValueError", "InputModifiedError", "SharedMemoryError", "DelegationError", "NumericalWarningError",
     "StatisticalTestError", "KINDS",
-    "Graded", "Property", "Problem", "Finding", "Report", "Outcome", "Out", "Tolerance",
+    "Graded", "Case", "Mistake", "Property", "Problem", "Finding", "Report", "Outcome", "Out", "Tolerance",
     "run", "render", "compare", "run_learner", "functions_named", "fresh",
 ]
 
