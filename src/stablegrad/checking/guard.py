@@ -179,8 +179,7 @@ def run_learner(func: Callable, args: tuple, kwargs: Mapping | None = None, *,
     if substitute and namespace is not None:
         saved = {k: namespace[k] for k in substitute if k in namespace}
         namespace.update(substitute)
-    saved_global = np.random.get_state(legacy=False)
-    global_before = _global_rng_state()
+    global_before = np.random.get_state(legacy=False)
     value, raised = None, None
     previous, previous_thread = sys.getprofile(), threading.getprofile()
     with warnings.catch_warnings(record=True) as caught, \
@@ -202,8 +201,9 @@ def run_learner(func: Callable, args: tuple, kwargs: Mapping | None = None, *,
                         namespace[k] = saved[k]
                     elif namespace is not None:
                         namespace.pop(k, None)
-    global_after = _global_rng_state()
-    np.random.set_state(saved_global)  # a check leaves NumPy's global random state as it found it
+    global_rng = _fingerprint(global_before) != _fingerprint(np.random.get_state(legacy=False))
+    if global_rng:
+        np.random.set_state(global_before)  # a check leaves NumPy's global random state as it found it
     named = [(names[k] if k < len(names) else f"argument {k + 1}", a) for k, a in enumerate(args)]
     named += list(kwargs.items())
     called = [(names[k] if k < len(names) else f"argument {k + 1}", a) for k, a in enumerate(call_args)]
@@ -216,11 +216,10 @@ def run_learner(func: Callable, args: tuple, kwargs: Mapping | None = None, *,
     return Outcome(
         value=value, raised=raised, delegated=hits[0] if hits else None, tampered=tampered,
         modified=modified, shared=() if raised else _shared(value, called), warnings=tuple(messages),
-        global_rng=global_before != global_after,
+        global_rng=global_rng,
         generators=tuple(a.bit_generator.state for _, a in called if isinstance(a, np.random.Generator)))
 
 
-def _global_rng_state() -> tuple:
-    """A comparable fingerprint of NumPy's global (legacy) random state."""
-    s = np.random.get_state(legacy=False)
+def _fingerprint(s: dict) -> tuple:
+    """A comparable form of a state of NumPy's global (legacy) generator."""
     return s["state"]["key"].tobytes(), s["state"]["pos"], s["has_gauss"], s["gauss"]
