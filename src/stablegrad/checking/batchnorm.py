@@ -1,21 +1,15 @@
-"""Checks for exercise 4, batch normalization: ``batchnorm_forward``, ``batchnorm_backward``,
-``batchnorm_backward_compact``, ``layernorm_backward``, declared on :mod:`stablegrad.checking.engine`.
+"""Checks for exercise 4, batch normalization (``batchnorm_forward``, ``batchnorm_backward``,
+``batchnorm_backward_compact``, ``layernorm_backward``), declared on :mod:`stablegrad.checking.engine`.
 
-Each graded function has a case builder with the knobs the hidden tests turn
-(batch size, width, mean and scale of x, dtype, mode, momentum, eps, a zero
-upstream gradient), its visible cases, a learner-style correct source, its
-common mistakes as small edits of that source, and a one-line
-``check_<function>``. The backward passes carry two extra properties:
+Each graded function has a case builder with the knobs hidden tests turn (batch size, width, mean and scale of
+x, dtype, mode, momentum, eps, a zero upstream gradient), visible cases, a learner-style source, its common
+mistakes as edits of it, and a one-line ``check_<function>``. The backward passes carry two more properties:
 
-* the invariants of a correct normalization gradient (chapter 4), on inputs of
-  their own (a batch of two, var near eps, huge values, float32): ``dx`` sums
-  to zero over each normalization group, or the mean branch is wrong; it is
-  orthogonal to ``xhat`` up to an ``eps`` term, or the variance branch is;
-* ``dx`` against centered finite differences of the reference forward pass,
-  in float64.
+* the invariants of a correct normalization gradient (chapter 4), on inputs of their own (a batch of two, var
+  near eps, huge values, float32): ``dx`` sums to zero over each normalization group, or the mean branch is
+  wrong; it is orthogonal to ``xhat`` up to an ``eps`` term, or the variance branch is;
+* ``dx`` against centered finite differences of the reference forward pass, in float64.
 
-Examples
---------
 >>> from stablegrad.checking import batchnorm as bncheck
 >>> bncheck.check_batchnorm_backward(my_batchnorm_backward)      # doctest: +SKIP
 batchnorm_backward: all 10 checks passed
@@ -23,7 +17,7 @@ batchnorm_backward: all 10 checks passed
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -34,11 +28,10 @@ from stablegrad.checking.guard import functions_named
 from stablegrad.normalization import BatchNormCache, LayerNormCache, RunningStats
 
 __all__ = [
-    "bn_forward_case", "bn_backward_case", "ln_backward_case",
-    "batchnorm_forward_cases", "batchnorm_backward_cases", "layernorm_backward_cases", "dx_invariants",
-    "BATCHNORM_FORWARD", "BATCHNORM_BACKWARD", "BATCHNORM_BACKWARD_COMPACT", "LAYERNORM_BACKWARD",
-    "check_batchnorm_forward", "check_batchnorm_backward", "check_batchnorm_backward_compact",
-    "check_layernorm_backward", "DECLARATIONS",
+    "bn_forward_case", "bn_backward_case", "ln_backward_case", "batchnorm_forward_cases", "batchnorm_backward_cases",
+    "layernorm_backward_cases", "dx_invariants", "BATCHNORM_FORWARD", "BATCHNORM_BACKWARD",
+    "BATCHNORM_BACKWARD_COMPACT", "LAYERNORM_BACKWARD", "check_batchnorm_forward", "check_batchnorm_backward",
+    "check_batchnorm_backward_compact", "check_layernorm_backward", "DECLARATIONS",
 ]
 
 #: What the notebook's import cell provides.
@@ -387,10 +380,9 @@ BATCHNORM_FORWARD = Graded(
     ])
 
 
-def check_batchnorm_forward(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``batchnorm_forward(x, gamma, beta, running, train, momentum=0.9, eps=1e-5)``: the output,
-    every field of the cache and the new running statistics, float32 kept; no input (``running`` included) changed."""
-    BATCHNORM_FORWARD.check(func, cases, quiet=quiet)
+check_batchnorm_forward = BATCHNORM_FORWARD.checker(
+    "Check a learner's ``batchnorm_forward(x, gamma, beta, running, train, momentum=0.9, eps=1e-5)``: the output, "
+    "every field of the cache and the new running statistics, float32 kept; no input (``running`` included) changed.")
 
 
 # =========================================================================== batchnorm_backward (staged)
@@ -443,10 +435,9 @@ BATCHNORM_BACKWARD = Graded(
     ])
 
 
-def check_batchnorm_backward(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's staged ``batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta)`` (float32 kept), then the
-    invariants of dx and dx against finite differences. Neither reference backward pass may be called."""
-    BATCHNORM_BACKWARD.check(func, cases, quiet=quiet)
+check_batchnorm_backward = BATCHNORM_BACKWARD.checker(
+    "Check a learner's staged ``batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta)`` (float32 kept), then the "
+    "invariants of dx and dx against finite differences. Neither reference backward pass may be called.")
 
 
 # =========================================================================== batchnorm_backward_compact
@@ -486,11 +477,9 @@ BATCHNORM_BACKWARD_COMPACT = Graded(
     ])
 
 
-def check_batchnorm_backward_compact(func: Callable, cases: Sequence[Case] | None = None, *,
-                                     quiet: bool = False) -> None:
-    """Check a learner's ``batchnorm_backward_compact(dout, cache) -> (dx, dgamma, dbeta)``, as
-    :func:`check_batchnorm_backward` does."""
-    BATCHNORM_BACKWARD_COMPACT.check(func, cases, quiet=quiet)
+check_batchnorm_backward_compact = BATCHNORM_BACKWARD_COMPACT.checker(
+    "Check a learner's ``batchnorm_backward_compact(dout, cache) -> (dx, dgamma, dbeta)``, as "
+    ":func:`check_batchnorm_backward` does.")
 
 
 # =========================================================================== layernorm_backward
@@ -524,10 +513,9 @@ LAYERNORM_BACKWARD = Graded(
     ])
 
 
-def check_layernorm_backward(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``layernorm_backward(dout, cache) -> (dx, dgamma, dbeta)`` (float32 kept), then the
-    per-example invariants of dx and dx against finite differences."""
-    LAYERNORM_BACKWARD.check(func, cases, quiet=quiet)
+check_layernorm_backward = LAYERNORM_BACKWARD.checker(
+    "Check a learner's ``layernorm_backward(dout, cache) -> (dx, dgamma, dbeta)`` (float32 kept), then the per-"
+    "example invariants of dx and dx against finite differences.")
 
 
 DECLARATIONS = [BATCHNORM_FORWARD, BATCHNORM_BACKWARD, BATCHNORM_BACKWARD_COMPACT, LAYERNORM_BACKWARD]

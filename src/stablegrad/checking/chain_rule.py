@@ -1,15 +1,12 @@
-"""Checks for exercise 1, the chain rule: ``stack_backward``, ``numerical_gradient``,
-``chain_gradient_norms``, declared on :mod:`stablegrad.checking.engine`.
-
-Each graded function has a case builder with the knobs the hidden tests turn
-(batch size, widths, activation, weight scale, dtype, a zero upstream
-gradient...), its visible cases, a learner-style correct source, its common
-mistakes as small edits of that source, and a one-line ``check_<function>``.
+"""Checks for exercise 1, the chain rule (``stack_backward``, ``numerical_gradient``, ``chain_gradient_norms``),
+declared on :mod:`stablegrad.checking.engine`: per graded function a case builder with the knobs hidden tests
+turn (batch size, widths, activation, weight scale, dtype, a zero upstream gradient...), visible cases, a
+learner-style source, its common mistakes as edits of it, and a one-line ``check_<function>``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -20,9 +17,8 @@ from stablegrad.checking.engine import Case, Graded, Mistake
 from stablegrad.checking.guard import functions_named
 
 __all__ = [
-    "stack_case", "stack_backward_cases", "check_stack_backward", "STACK_BACKWARD",
-    "TestFunction", "TEST_FUNCTIONS", "numerical_gradient_case", "numerical_gradient_cases",
-    "check_numerical_gradient", "NUMERICAL_GRADIENT",
+    "stack_case", "stack_backward_cases", "check_stack_backward", "STACK_BACKWARD", "TestFunction", "TEST_FUNCTIONS",
+    "numerical_gradient_case", "numerical_gradient_cases", "check_numerical_gradient", "NUMERICAL_GRADIENT",
     "chain_case", "chain_norm_cases", "check_chain_gradient_norms", "CHAIN_GRADIENT_NORMS", "DECLARATIONS",
 ]
 
@@ -118,9 +114,8 @@ STACK_BACKWARD = Graded(
     ])
 
 
-def check_stack_backward(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``stack_backward(dout, caches) -> (dx, [(dW, db), ...])`` (float32 in, float32 out)."""
-    STACK_BACKWARD.check(func, cases, quiet=quiet)
+check_stack_backward = STACK_BACKWARD.checker(
+    "Check a learner's ``stack_backward(dout, caches) -> (dx, [(dW, db), ...])`` (float32 in, float32 out).")
 
 
 # --------------------------------------------------------------------------- numerical_gradient
@@ -228,10 +223,8 @@ NUMERICAL_GRADIENT = Graded(
     ])
 
 
-def check_numerical_gradient(func: Callable, cases: Sequence[Case] | None = None, *,
-                             quiet: bool = False) -> None:
-    """Check a learner's ``numerical_gradient(f, x, eps=1e-6)`` (centered differences, x left unchanged)."""
-    NUMERICAL_GRADIENT.check(func, cases, quiet=quiet)
+check_numerical_gradient = NUMERICAL_GRADIENT.checker(
+    "Check a learner's ``numerical_gradient(f, x, eps=1e-6)`` (centered differences, x left unchanged).")
 
 
 # --------------------------------------------------------------------------- chain_gradient_norms
@@ -292,20 +285,17 @@ CHAIN_GRADIENT_NORMS = Graded(
                                                                             "np.mean(np.abs(dW))")),
         Mistake("the dout argument is ignored (always ones)",
                 edit=("    if dout is None:\n        dout = np.ones_like(out)\n", "    dout = np.ones_like(out)\n")),
-        Mistake("each layer's norm includes db", edit=("np.linalg.norm(dW)", "np.sqrt(np.sum(dW ** 2) + np.sum(db ** 2))")),
+        Mistake("each layer's norm includes db",
+                edit=("np.linalg.norm(dW)", "np.sqrt(np.sum(dW ** 2) + np.sum(db ** 2))")),
         Mistake("the spectral norm (largest singular value) is used instead of the Frobenius norm",
                 edit=("np.linalg.norm(dW)", "np.linalg.norm(dW, 2)")),
     ])
 
 
-def check_chain_gradient_norms(func: Callable, cases: Sequence[Case] | None = None, *,
-                               quiet: bool = False) -> None:
-    """Check a learner's ``chain_gradient_norms(x, params, activation, dout=None)``, entry by entry.
-
-    Calling ``layers.stack_forward`` and ``layers.stack_backward`` is expected;
-    calling the diagnostics functions that compute the norms is not.
-    """
-    CHAIN_GRADIENT_NORMS.check(func, cases, quiet=quiet)
+check_chain_gradient_norms = CHAIN_GRADIENT_NORMS.checker(
+    "Check a learner's ``chain_gradient_norms(x, params, activation, dout=None)``, entry by entry. Calling "
+    "``layers.stack_forward`` and ``layers.stack_backward`` is expected; calling the diagnostics functions that "
+    "compute the norms is not.")
 
 
 DECLARATIONS = [STACK_BACKWARD, NUMERICAL_GRADIENT, CHAIN_GRADIENT_NORMS]

@@ -1,27 +1,17 @@
-"""Checks for exercise 5, gradient clipping: ``clip_by_value``, ``clip_by_norm``,
-``clip_by_global_norm`` and ``clipped_sgd_step``, declared on :mod:`stablegrad.checking.engine`.
+"""Checks for exercise 5, gradient clipping, declared on :mod:`stablegrad.checking.engine`.
 
-The cases compare a learner's function with :mod:`stablegrad.clipping` on
-dicts, lists and single arrays (float64, float32 and containers mixing both;
-below, at and above the threshold; huge, tiny and zero entries; NaN and inf,
-on which the reference raises ``NonFiniteGradientError`` and so must the
-learner). The outputs must be new arrays. The properties check what a
-tolerance cannot see, over many seeded draws and over inputs built to break
-them:
-
-* no-op: when nothing needs clipping (a norm within rounding of the
-  threshold included) the values come back **exactly**;
-* idempotence: clipping the result again changes nothing, exactly;
-* ``NonFiniteGradientError`` names the tensor; a dict keeps its key order.
-
-``clipped_sgd_step`` is compared step by step with :func:`reference_clipped_sgd_step`,
-must leave the caller's model alone (the engine looks inside its params), and must train the exploding network of
-chapter 5 (:class:`ExplodingExperiment`) with a finite loss at every step.
+The clipping functions are compared with :mod:`stablegrad.clipping` on dicts, lists and arrays of float64,
+float32 or both, below, at and above the threshold, with huge, tiny and zero entries, and with NaN or inf
+(``NonFiniteGradientError`` expected); the outputs must be new arrays. Properties then check, over many
+seeded draws, what a tolerance cannot see: with nothing to clip (a norm within rounding of the threshold
+included) the values come back **exactly**, and clipping the result again changes nothing.
+``clipped_sgd_step`` must also train the exploding network of chapter 5 (:class:`ExplodingExperiment`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 from typing import Callable, NamedTuple, Sequence
@@ -45,8 +35,7 @@ __all__ = [
 NONFINITE = "stablegrad.clipping.NonFiniteGradientError"
 NAMESPACE = {"np": np, "clipping": clipping, "network": network,     # the notebook's import cell
              "NonFiniteGradientError": clipping.NonFiniteGradientError}
-# Every function of stablegrad.clipping, private helpers included, whatever their names: the exercise is
-# to write them (parts 1-3).
+# Every function of stablegrad.clipping, private helpers included: the exercise is to write them (parts 1-3).
 PACKAGE_CLIPPING = [f for f in vars(clipping).values()
                     if isinstance(f, types.FunctionType) and f.__module__ == clipping.__name__]
 _SHAPES = {"W1": (4, 5), "b1": (5,), "W2": (5, 3), "b2": (3,)}
@@ -57,13 +46,10 @@ _MIXED = (np.float64, np.float32)
 
 def grads_case(rng: np.random.Generator, *, container: str = "dict", shapes=None, scale: float = 1.0,
                dtype=np.float64, zero: bool = False, bad: tuple | None = None):
-    """Gradients drawn as ``scale * N(0, 1)``: a dict, a list, or one array (``container="array"``).
+    """Gradients ``scale * N(0, 1)`` (zeros if ``zero``) of ``shapes``: a dict, a list, or one array.
 
-    ``shapes`` is a dict of shapes (dict), a list of shapes (list) or one
-    shape (array); ``dtype`` is one dtype or a tuple of dtypes cycled over
-    the tensors (a container mixing float64 and float32); ``zero`` gives
-    zeros; ``bad=(key or index, value)`` puts ``value`` (nan, inf) into the
-    first entry of that tensor (for an array, ``bad=(flat index, value)``).
+    ``dtype`` may be a tuple cycled over the tensors (a mixed container); ``bad=(key, value)`` puts ``value``
+    (nan, inf) into the first entry of ``grads[key]`` (of an array: at flat index ``key``).
     """
     if shapes is None:
         shapes = {"dict": _SHAPES, "list": list(_SHAPES.values()), "array": (3, 4)}[container]
@@ -73,14 +59,10 @@ def grads_case(rng: np.random.Generator, *, container: str = "dict", shapes=None
     for i, key in enumerate(keys):
         shape = shapes if container == "array" else shapes[key]
         arrays.append(((0.0 if zero else scale) * rng.standard_normal(shape)).astype(dtypes[i % len(dtypes)]))
-    if container == "array":
-        grads = arrays[0]
-        if bad is not None:
-            grads.flat[bad[0]] = bad[1]
-        return grads
-    grads = dict(zip(keys, arrays)) if container == "dict" else arrays
+    grads = arrays[0] if container == "array" else dict(zip(keys, arrays)) if container == "dict" else arrays
     if bad is not None:
-        grads[bad[0]].flat[0] = bad[1]
+        target, index = (grads, bad[0]) if container == "array" else (grads[bad[0]], 0)
+        target.flat[index] = bad[1]
     return grads
 
 
@@ -128,8 +110,7 @@ def clip_by_norm_cases(seed: int = 0) -> list[Case]:
 
 
 def clip_by_global_norm_cases(seed: int = 0) -> list[Case]:
-    """Visible cases: one tensor much larger than the others (so per-tensor clipping differs), below the
-    threshold, float32, mixed dtypes, huge entries, zeros, nan, inf."""
+    """Visible cases: one tensor 10 times the others (so per-tensor clipping differs), float32, mixed, nan, inf."""
     rng = np.random.default_rng(seed)
     settings = [({}, 1.0), ({"container": "list"}, 4.0), ({}, 1e3), ({"container": "list", "dtype": np.float32}, 2.0),
                 ({"dtype": _MIXED}, 1.0), ({"container": "list", "scale": 1e200}, 5.0), ({"zero": True}, 1.0),
@@ -145,17 +126,41 @@ def clip_by_global_norm_cases(seed: int = 0) -> list[Case]:
 
 # =========================================================================== the contract, as properties
 
+DRAWS = 100   # per dtype; a missing rounding allowance fails idempotence on ~10% of random draws
+
+
 class _Contract(NamedTuple):
     """How one clipping function is called in the properties."""
 
     container: str                 # "dict" or "array"
     threshold: str                 # "limit" or "max_norm"
     size: Callable                 # grads -> the quantity compared with the threshold
-    output: Callable               # the function's output -> the clipped gradients
     dtypes: tuple                  # the dtypes (or mixes) tried, DRAWS draws each
+    pair: bool = False             # True: it returns (clipped, norm_before)
 
+    def clip(self, call, g, threshold):
+        """The clipped gradients that the function being checked returns for ``g``."""
+        out = call(g, threshold, names=("grads", self.threshold))
+        return out[0] if self.pair and isinstance(out, tuple) and len(out) == 2 else out
 
-DRAWS = 100   # per dtype; a missing rounding allowance fails idempotence on ~10% of random draws
+    def draws(self, seed: int):
+        """``(dtype name, draw, grads)`` for DRAWS draws of each dtype."""
+        rng = np.random.default_rng(seed)
+        for dtype in self.dtypes:
+            name = " and ".join(np.dtype(d).name for d in dtype) if isinstance(dtype, tuple) else np.dtype(dtype).name
+            for draw in range(DRAWS):
+                yield name, draw, grads_case(rng, container=self.container, dtype=dtype,
+                                             scale=float(rng.uniform(0.1, 10.0)))
+
+    def properties(self) -> list[Property]:
+        """Its properties, cheapest first; the error's wording and the key order are a container's."""
+        at = ", and at it" if self.threshold == "max_norm" else ""
+        checks = [("NonFiniteGradientError names the tensor (a dict's key, a list's index)", _names_tensor),
+                  ("a dict comes back with its keys in their order", _key_order)] if self.container == "dict" else []
+        checks += [(f"below the threshold{at}: exactly the input values ({DRAWS} draws per dtype)", _no_op),
+                   (f"idempotent: clipping the result again changes nothing ({DRAWS} draws per dtype)", _idempotent)]
+        # each check is check(contract, call) -> Problem | None
+        return [Property(label, functools.partial(check, self)) for label, check in checks]
 
 
 def _largest(grads) -> float:
@@ -168,10 +173,9 @@ def _eps(grads) -> float:
 
 def _first_change(got, want) -> str | None:
     """Where ``got`` differs from ``want`` bit for bit (None if nowhere), in words."""
-    if isinstance(want, dict) and (not isinstance(got, dict) or list(got) != list(want)):
-        return "the container changed"
     got_arrays, want_arrays = _arrays(got), _arrays(want)
-    if len(got_arrays) != len(want_arrays):
+    if len(got_arrays) != len(want_arrays) or (
+            isinstance(want, dict) and (not isinstance(got, dict) or list(got) != list(want))):
         return "the container changed"
     keys = list(want) if isinstance(want, dict) else range(len(want_arrays))
     for key, a, b in zip(keys, got_arrays, want_arrays):
@@ -185,109 +189,73 @@ def _first_change(got, want) -> str | None:
     return None
 
 
-def _draws(contract: _Contract, seed: int):
-    """``(dtype name, draw, grads)`` for DRAWS draws of each dtype of the contract."""
-    rng = np.random.default_rng(seed)
-    for dtype in contract.dtypes:
-        name = " and ".join(np.dtype(d).name for d in dtype) if isinstance(dtype, tuple) else np.dtype(dtype).name
-        for draw in range(DRAWS):
-            yield name, draw, grads_case(rng, container=contract.container, dtype=dtype,
-                                         scale=float(rng.uniform(0.1, 10.0)))
-
-
-def _no_op(contract: _Contract) -> Property:
-    """Nothing to clip: the values come back bit for bit. First below the threshold; then, for a norm, at
-    it: the norm equals max_norm up to a few eps (within the notebook's allowance of 8 eps of the largest
-    eps of the tensors' dtypes), where a missing or too small allowance rescales."""
-
-    def check(call):
-        rng = np.random.default_rng(1)
-        for where in ("below the threshold", "at the threshold")[:1 + (contract.threshold == "max_norm")]:
-            for dtype, draw, g in _draws(contract, 11 + len(where)):
-                size = contract.size(g)
-                if where == "at the threshold":
-                    k = float(rng.uniform(-3.0, 3.0))
-                    threshold = size / (1.0 + k * _eps(g))
-                    why = (f"the norm {size!r} is max_norm = {threshold!r} times (1 {'+-'[k < 0]} {abs(k):.2f} eps), "
-                           f"equal up to rounding")
-                else:
-                    threshold = size * (1.0 if draw % 4 == 0 else float(rng.uniform(1.0, 10.0)))
-                    why = (f"no entry is above limit = {threshold!r}" if contract.threshold == "limit"
-                           else f"the norm {size!r} is at most max_norm = {threshold!r}")
-                change = _first_change(contract.output(call(g, threshold, names=("grads", contract.threshold))), g)
-                if change is not None:
-                    return Problem("value", f"{where} ({dtype}), the result",
-                                   f"differs from the input although {why}: {change} (draw {draw + 1} of {DRAWS})")
-        return None
-
-    at = ", and at it" if contract.threshold == "max_norm" else ""
-    return Property(f"below the threshold{at}: exactly the input values ({DRAWS} draws per dtype)", check)
-
-
-def _idempotent(contract: _Contract) -> Property:
-    """clip(clip(g)) == clip(g), bit for bit, over many draws."""
-
-    def check(call):
-        rng = np.random.default_rng(3)
-        for dtype, draw, g in _draws(contract, 13):
-            threshold = contract.size(g) * float(rng.uniform(0.05, 0.9))
-            once = contract.output(call(g, threshold, names=("grads", contract.threshold)))
-            twice = contract.output(call(once, threshold, names=("grads", contract.threshold)))
-            change = _first_change(twice, once)
+def _no_op(contract: _Contract, call) -> Problem | None:
+    """Nothing to clip: the values come back bit for bit. Below the threshold; for a norm also at it, equal to
+    max_norm up to a few eps (within the allowance of 8 eps of the largest dtype's), where rescaling is wrong."""
+    rng = np.random.default_rng(1)
+    for where in ("below the threshold", "at the threshold")[:1 + (contract.threshold == "max_norm")]:
+        for dtype, draw, g in contract.draws(11 + len(where)):
+            size = contract.size(g)
+            if where == "at the threshold":
+                k = float(rng.uniform(-3.0, 3.0))
+                threshold = size / (1.0 + k * _eps(g))
+                why = (f"the norm {size!r} is max_norm = {threshold!r} times (1 {'+-'[k < 0]} {abs(k):.2f} eps), "
+                       f"equal up to rounding")
+            else:
+                threshold = size * (1.0 if draw % 4 == 0 else float(rng.uniform(1.0, 10.0)))
+                why = (f"no entry is above limit = {threshold!r}" if contract.threshold == "limit"
+                       else f"the norm {size!r} is at most max_norm = {threshold!r}")
+            change = _first_change(contract.clip(call, g, threshold), g)
             if change is not None:
-                return Problem("value", f"clipping its own output again ({dtype})",
-                               f"changed it: {change} ({contract.threshold} = {threshold!r}, draw {draw + 1} "
-                               f"of {DRAWS})")
-        return None
-
-    return Property(f"idempotent: clipping the result again changes nothing ({DRAWS} draws per dtype)", check)
+                return Problem("value", f"{where} ({dtype}), the result",
+                               f"differs from the input although {why}: {change} (draw {draw + 1} of {DRAWS})")
+    return None
 
 
-def _names_tensor(contract: _Contract) -> Property:
+def _idempotent(contract: _Contract, call) -> Problem | None:
+    """clip(clip(g)) == clip(g), bit for bit, over many draws."""
+    rng = np.random.default_rng(3)
+    for dtype, draw, g in contract.draws(13):
+        threshold = contract.size(g) * float(rng.uniform(0.05, 0.9))
+        once = contract.clip(call, g, threshold)
+        twice = contract.clip(call, once, threshold)
+        change = _first_change(twice, once)
+        if change is not None:
+            return Problem("value", f"clipping its own output again ({dtype})",
+                           f"changed it: {change} ({contract.threshold} = {threshold!r}, draw {draw + 1} of {DRAWS})")
+    return None
+
+
+def _names_tensor(contract: _Contract, call) -> Problem | None:
     """A NonFiniteGradientError's message says which tensor (its key, or its index in a list)."""
-
-    def check(call):
-        rng = np.random.default_rng(3)
-        for container, key, pattern in (("dict", "W2", r"W2"), ("list", 2, r"(?<!\d)2(?!\d)")):
-            g = grads_case(rng, container=container, bad=(key, np.nan))
-            raised = call.outcome(g, 1.0, names=("grads", contract.threshold)).raised
-            if raised is not None and raised.is_a(NONFINITE) and not re.search(pattern, raised.message):
-                return Problem("value", "the NonFiniteGradientError", f"does not say which tensor holds the nan "
-                                                                      f"(grads[{key!r}]): {raised.message!r}")
-        return None
-
-    return Property("NonFiniteGradientError names the tensor (a dict's key, a list's index)", check)
+    rng = np.random.default_rng(3)
+    for container, key, pattern in (("dict", "W2", r"W2"), ("list", 2, r"(?<!\d)2(?!\d)")):
+        g = grads_case(rng, container=container, bad=(key, np.nan))
+        raised = call.outcome(g, 1.0, names=("grads", contract.threshold)).raised
+        if raised is not None and raised.is_a(NONFINITE) and not re.search(pattern, raised.message):
+            return Problem("value", "the NonFiniteGradientError",
+                           f"does not say which tensor holds the nan (grads[{key!r}]): {raised.message!r}")
+    return None
 
 
-def _key_order(contract: _Contract) -> Property:
-    def check(call):
-        g = grads_case(np.random.default_rng(4), shapes={"b2": (3,), "W1": (2, 3), "W2": (3, 3), "b1": (3,)})
-        out = contract.output(call(g, 1.0, names=("grads", contract.threshold)))
-        if isinstance(out, dict) and list(out) != list(g):
-            return Problem("type", "the clipped dict", f"has its keys in the order {list(out)}; grads has "
-                                                       f"{list(g)}")
-        return None
-
-    return Property("a dict comes back with its keys in their order", check)
+def _key_order(contract: _Contract, call) -> Problem | None:
+    g = grads_case(np.random.default_rng(4), shapes={"b2": (3,), "W1": (2, 3), "W2": (3, 3), "b1": (3,)})
+    out = contract.clip(call, g, 1.0)
+    if isinstance(out, dict) and list(out) != list(g):
+        return Problem("type", "the clipped dict", f"has its keys in the order {list(out)}; grads has {list(g)}")
+    return None
 
 
-def _contract_properties(contract: _Contract) -> list[Property]:
-    cheap = [_names_tensor(contract), _key_order(contract)] if contract.container == "dict" else []
-    return [*cheap, _no_op(contract), _idempotent(contract)]
-
-
-def _global_output(out):
-    return out[0] if isinstance(out, tuple) and len(out) == 2 else out
-
-
-# Mistakes shared by the functions that take a norm; each edits its own function's lines.
+# Shared by clip_by_value and clip_by_global_norm, whose sources name the tensor the same way.
 UNNAMED = Mistake("the error message does not say which tensor holds the nan or inf",
                   edit=("f\"grads[{key!r}] contains NaN or inf\"", "\"a gradient contains NaN or inf\""))
 
 
-def _rescaling_mistakes(bound: str, eps: str, own: tuple, norm: str, naive: str) -> list[Mistake]:
+def _rescaling_mistakes(bound: str, eps: str, own: tuple, norm: str) -> list[Mistake]:
     """``bound``: the test ``norm <= max_norm * (1 + 8 * eps)``; ``eps``: its eps; ``own``: the edit that
-    returns the caller's arrays; ``norm``: the overflow-safe norm, ``naive``: sqrt(sum(g**2))."""
+    returns the caller's arrays; ``norm``: the overflow-safe norm ``m * sqrt(sum((g / m)**2))``, m the largest |g|."""
+    # the naive norm sqrt(sum(g**2)) is the safe one without m
+    naive = norm.replace("m * ", "").replace("(np.asarray(g, dtype=np.float64) / m)", "np.asarray(g, dtype=np.float64)")
     return [
         Mistake("the factor max_norm / norm is not capped at 1, so small gradients are scaled up",
                 edit=(bound, "norm == 0.0")),
@@ -318,22 +286,18 @@ def clip_by_value(grads, limit):
 
 CLIP_BY_VALUE = Graded(
     name="clip_by_value", reference=clipping.clip_by_value, source=CLIP_BY_VALUE_SOURCE,
-    visible=clip_by_value_cases, namespace=NAMESPACE, check_dtype=True, new_arrays=True,
-    forbid=PACKAGE_CLIPPING,
-    properties=_contract_properties(_Contract("dict", "limit", _largest, lambda out: out,
-                                              (np.float64, np.float32, _MIXED))),
+    visible=clip_by_value_cases, namespace=NAMESPACE, check_dtype=True, new_arrays=True, forbid=PACKAGE_CLIPPING,
+    properties=_Contract("dict", "limit", _largest, (np.float64, np.float32, _MIXED)).properties(),
     mistakes=[
         Mistake("large negative entries become +limit: the sign is lost",
                 edit=("np.clip(g, -limit, limit)", "np.where(np.abs(g) > limit, limit, g)")),
-        Mistake("the caller's arrays are clipped in place",
-                edit=("clipped[key] = np.clip(g, -limit, limit).astype(g.dtype)",
-                      "clipped[key] = np.clip(g, -limit, limit, out=g)")),
+        Mistake("the caller's arrays are clipped in place", edit=("limit).astype(g.dtype)", "limit, out=g)")),
         Mistake("nan and inf are never looked for (np.clip turns inf into limit silently)",
                 edit=("        if not np.all(np.isfinite(g)):\n            raise NonFiniteGradientError("
                       "f\"grads[{key!r}] contains NaN or inf\", f\"grads[{key!r}]\")\n", "")),
         Mistake("the caller's own arrays come back when no entry is above the limit",
-                edit=("clipped[key] = np.clip(g, -limit, limit).astype(g.dtype)",
-                      "clipped[key] = g if np.all(np.abs(g) <= limit) else np.clip(g, -limit, limit)")),
+                edit=("= np.clip(g, -limit, limit).astype(g.dtype)",
+                      "= g if np.all(np.abs(g) <= limit) else np.clip(g, -limit, limit)")),
         UNNAMED,
         Mistake("the global norm is clipped, not each entry", source="""
 def clip_by_value(grads, limit):
@@ -349,9 +313,8 @@ def clip_by_value(grads, limit):
     ])
 
 
-def check_clip_by_value(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``clip_by_value(grads, limit)`` (dict or list of arrays in, the same container out)."""
-    CLIP_BY_VALUE.check(func, cases, quiet=quiet)
+check_clip_by_value = CLIP_BY_VALUE.checker(
+    "Check a learner's ``clip_by_value(grads, limit)`` (dict or list of arrays in, the same container out).")
 
 
 # =========================================================================== clip_by_norm
@@ -375,27 +338,23 @@ CLIP_BY_NORM = Graded(
     name="clip_by_norm", reference=clipping.clip_by_norm, source=CLIP_BY_NORM_SOURCE,
     visible=clip_by_norm_cases, namespace=NAMESPACE, check_dtype=True, new_arrays=True,
     outputs=Out("the clipped gradient", like="g"), forbid=PACKAGE_CLIPPING,
-    properties=_contract_properties(_Contract("array", "max_norm", clipping.global_norm, lambda out: out,
-                                              (np.float64, np.float32))),
+    properties=_Contract("array", "max_norm", clipping.global_norm, (np.float64, np.float32)).properties(),
     mistakes=[
         *_rescaling_mistakes("norm <= max_norm * (1 + 8 * np.finfo(g.dtype).eps)", "np.finfo(g.dtype).eps",
-                             (_BELOW, _BELOW.replace("g.copy()", "g")), _NORM,
-                             "norm = float(np.sqrt(np.sum(np.asarray(g, dtype=np.float64) ** 2)))"),
+                             (_BELOW, _BELOW.replace("g.copy()", "g")), _NORM),
         Mistake("values below the threshold are recomputed (g / norm * norm), not returned as they are",
                 edit=((_BELOW, ""), ("(g * (max_norm / norm))", "(g / norm * min(norm, max_norm))"))),
         Mistake("the caller's array is rescaled in place",
-                edit=("    return (g * (max_norm / norm)).astype(g.dtype)",
-                      "    g *= max_norm / norm\n    return g")),
+                edit=("    return (g * (max_norm / norm)).astype(g.dtype)", "    g *= max_norm / norm\n    return g")),
         Mistake("a float64 factor promotes a float32 gradient to float64",
                 edit=((_NORM, "norm = m * np.sqrt(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2))"),
                       ("(g * (max_norm / norm)).astype(g.dtype)", "g * (max_norm / norm)"))),
-        Mistake("a zero gradient is divided by its zero norm", edit=("    if m == 0.0:\n        return g.copy()\n", "")),
+        Mistake("a zero gradient is divided by its zero norm",
+                edit=("    if m == 0.0:\n        return g.copy()\n", "")),
     ])
 
 
-def check_clip_by_norm(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``clip_by_norm(g, max_norm)`` (one array)."""
-    CLIP_BY_NORM.check(func, cases, quiet=quiet)
+check_clip_by_norm = CLIP_BY_NORM.checker("Check a learner's ``clip_by_norm(g, max_norm)`` (one array).")
 
 
 # =========================================================================== clip_by_global_norm
@@ -429,12 +388,11 @@ CLIP_BY_GLOBAL_NORM = Graded(
     name="clip_by_global_norm", reference=clipping.clip_by_global_norm, source=CLIP_BY_GLOBAL_NORM_SOURCE,
     visible=clip_by_global_norm_cases, namespace=NAMESPACE, check_dtype=True, new_arrays=True,
     outputs=(None, Out("norm_before")), forbid=PACKAGE_CLIPPING,
-    properties=_contract_properties(_Contract("dict", "max_norm", clipping.global_norm, _global_output,
-                                              (np.float64, np.float32, _MIXED))),
+    properties=_Contract("dict", "max_norm", clipping.global_norm, (np.float64, np.float32, _MIXED),
+                         pair=True).properties(),
     mistakes=[
         *_rescaling_mistakes("norm <= max_norm * (1 + 8 * eps)", "max(float(np.finfo(g.dtype).eps) for g in arrays)",
-                             ("clipped = [g.copy() for g in arrays]", "clipped = arrays"), _GLOBAL,
-                             "norm = float(np.sqrt(sum(np.sum(np.asarray(g, dtype=np.float64) ** 2) for g in arrays)))"),
+                             ("clipped = [g.copy() for g in arrays]", "clipped = arrays"), _GLOBAL),
         Mistake("each tensor is clipped by its own norm instead of the global norm",
                 edit=(_SCALE, "clipped = [(g * min(1.0, max_norm / np.sqrt(np.sum(np.asarray(g, dtype=np.float64) "
                               "** 2)))).astype(g.dtype) for g in arrays]")),
@@ -448,25 +406,19 @@ CLIP_BY_GLOBAL_NORM = Graded(
                 edit=(_GLOBAL, "norm = m * float(sum(np.sqrt(np.sum((np.asarray(g, dtype=np.float64) / m) ** 2)) "
                                "for g in arrays))")),
         Mistake("the rounding allowance uses the first tensor's eps, not the largest of the tensors' dtypes",
-                edit=("eps = max(float(np.finfo(g.dtype).eps) for g in arrays)",
-                      "eps = float(np.finfo(arrays[0].dtype).eps)")),
+                edit=("max(float(np.finfo(g.dtype).eps) for g in arrays)", "float(np.finfo(arrays[0].dtype).eps)")),
         UNNAMED,
     ])
 
 
-def check_clip_by_global_norm(func: Callable, cases: Sequence[Case] | None = None, *,
-                              quiet: bool = False) -> None:
-    """Check a learner's ``clip_by_global_norm(grads, max_norm) -> (clipped, norm_before)``."""
-    CLIP_BY_GLOBAL_NORM.check(func, cases, quiet=quiet)
+check_clip_by_global_norm = CLIP_BY_GLOBAL_NORM.checker(
+    "Check a learner's ``clip_by_global_norm(grads, max_norm) -> (clipped, norm_before)``.")
 
 
 # =========================================================================== the training step
 
 def reference_clipped_sgd_step(model, x, y, lr, max_norm):
-    """One SGD step on the MSE with the gradient clipped to global norm ``max_norm``.
-
-    Returns ``(new_model, loss, norm_before)``; ``model`` is not modified.
-    """
+    """One SGD step on the MSE, the gradient clipped to global norm ``max_norm``; ``model`` is left alone."""
     loss, grads, _ = network.mlp_loss_and_grads(model, x, y, "mse")
     clipped, norm_before = clipping.clip_by_global_norm(grads, max_norm)
     new_params = {k: p - lr * clipped[k] for k, p in model.params.items()}
@@ -475,10 +427,8 @@ def reference_clipped_sgd_step(model, x, y, lr, max_norm):
 
 def step_case(rng: np.random.Generator, sizes, n: int, *, weight_scale: float, lr: float, max_norm: float,
               activation: str = "relu", dtype=np.float64) -> Case:
-    """A ``(model, x, y, lr, max_norm)`` input: an MLP with weights ``weight_scale * N(0, 1)``, a batch of n.
-
-    A ``weight_scale`` near 1e200 makes the loss overflow (NonFiniteGradientError expected).
-    """
+    """A ``(model, x, y, lr, max_norm)`` input: an MLP with weights ``weight_scale * N(0, 1)``, a batch of n
+    (a ``weight_scale`` of 1e200 makes the loss overflow: NonFiniteGradientError expected)."""
     model = network.init_mlp(list(sizes), activation, "identity",
                              lambda fi, fo, r: weight_scale * r.standard_normal((fi, fo)), rng, dtype=dtype)
     x = rng.standard_normal((n, sizes[0])).astype(dtype)
@@ -515,21 +465,16 @@ def _step_view(out):
 
 
 class ExplodingExperiment(NamedTuple):
-    """The exploding network of chapter 5, trained with a learner's step.
+    """The exploding network of chapter 5 trained by SGD with a learner's step, on MSE in mini-batches of 32.
 
-    15 standard-normal features, 1500 samples, noise 0.2 (``data_seed``); one
-    hidden layer of 35 ReLU units, a linear output, MSE; weights from
-    Uniform(4, 5) (``model_seed``); mini-batches of 32 in an order drawn from
-    ``order_seed``; SGD with learning rate ``lr`` and global-norm clipping at
-    ``max_norm``. Passes if every step's loss is finite and the MSE on the
-    whole data set after ``epochs`` epochs is below ``bound``.
+    It passes if every step's loss is finite and the MSE on the whole data after ``epochs`` is below ``bound``.
     """
 
-    data_seed: int = 0
-    model_seed: int = 1
-    order_seed: int = 2
+    data_seed: int = 0             # 1500 samples of 15 standard-normal features, noise 0.2
+    model_seed: int = 1            # one hidden layer of 35 ReLU units, weights from Uniform(4, 5)
+    order_seed: int = 2            # the order of the mini-batches
     lr: float = 0.01
-    max_norm: float = 1000.0
+    max_norm: float = 1000.0       # clipping at this global norm
     epochs: int = 10
     bound: float = 20.0
 
@@ -544,8 +489,7 @@ EXPLODING = ExplodingExperiment()
 def run_exploding_experiment(step: Callable, experiment: ExplodingExperiment = EXPLODING):
     """Train with ``step``; return ``(step_losses, final_mse)`` (stops at the first non-finite loss, final nan)."""
     X, y, _ = linear_regression(1500, 15, 0.2, np.random.default_rng(experiment.data_seed))
-    model = network.init_mlp([15, 35, 1], "relu", "identity",
-                             lambda fi, fo, r: uniform(fi, fo, r, low=4.0, high=5.0),
+    model = network.init_mlp([15, 35, 1], "relu", "identity", lambda fi, fo, r: uniform(fi, fo, r, low=4.0, high=5.0),
                              np.random.default_rng(experiment.model_seed))
     order_rng = np.random.default_rng(experiment.order_seed)
     losses = []
@@ -575,8 +519,8 @@ def _trains(experiment: ExplodingExperiment) -> Property:
         if not np.all(np.isfinite(losses)):
             return Problem("value", f"in the {experiment}, the loss", f"became {losses[-1]} at step {losses.size}")
         if not final < experiment.bound:
-            return Problem("value", f"in the {experiment}, the final MSE", f"is {final:.4g}, not below "
-                                                                          f"{experiment.bound:g}")
+            return Problem("value", f"in the {experiment}, the final MSE",
+                           f"is {final:.4g}, not below {experiment.bound:g}")
         return None
 
     return Property(f"{experiment}", check)
@@ -605,13 +549,11 @@ CLIPPED_SGD_STEP = Graded(
                              "    norm_before = clipping.global_norm(grads)")),
         Mistake("the step goes up the gradient (p + lr * g)", edit=("p - lr * clipped[k]", "p + lr * clipped[k]")),
         Mistake("the caller's weights are updated in place",
-                edit=("    new_params = {k: p - lr * clipped[k] for k, p in model.params.items()}\n"
-                      "    return model.with_params(new_params), loss, norm_before",
-                      "    for k, p in model.params.items():\n        p -= lr * clipped[k]\n"
-                      "    return model, loss, norm_before")),
+                edit=(("new_params = {k: p - lr * clipped[k] for k, p in model.params.items()}",
+                       "for k, p in model.params.items():\n        p -= lr * clipped[k]"),
+                      ("model.with_params(new_params)", "model"))),
         Mistake("norm_before is measured after clipping",
-                edit=("return model.with_params(new_params), loss, norm_before",
-                      "return model.with_params(new_params), loss, clipping.global_norm(clipped)")),
+                edit=("loss, norm_before", "loss, clipping.global_norm(clipped)")),
         Mistake("the gradient is clipped by value, not by global norm",
                 edit=(_CLIP, "clipped, norm_before = clipping.clip_by_value(grads, max_norm), "
                              "clipping.global_norm(grads)")),
@@ -627,13 +569,9 @@ CLIPPED_SGD_STEP = Graded(
 
 def check_clipped_sgd_step(func: Callable, cases: Sequence[Case] | None = None, *,
                            experiment: ExplodingExperiment = EXPLODING, quiet: bool = False) -> None:
-    """Check a learner's ``clipped_sgd_step(model, x, y, lr, max_norm) -> (new_model, loss, norm_before)``.
-
-    Single steps against the reference (an overflowing loss must raise
-    ``NonFiniteGradientError``), the caller's model left alone, then the
-    exploding ``experiment``. Calling ``network.mlp_loss_and_grads`` and the
-    package's ``clipping`` functions is expected; ``network.train`` is not allowed.
-    """
+    """Check a learner's ``clipped_sgd_step(model, x, y, lr, max_norm) -> (new_model, loss, norm_before)``:
+    single steps against the reference, then the exploding ``experiment``. It is expected to call
+    ``network.mlp_loss_and_grads`` and the package's ``clipping`` functions; ``network.train`` is not allowed."""
     dataclasses.replace(CLIPPED_SGD_STEP, properties=[_trains(experiment)]).check(func, cases, quiet=quiet)
 
 

@@ -227,6 +227,14 @@ class Graded:
             print(summary(report))
 
 
+    def checker(self, doc: str) -> Callable:
+        """The notebook's ``check_<name>(func, cases=None, *, quiet=False)``: :meth:`check` under its own name."""
+        def check(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
+            self.check(func, cases, quiet=quiet)
+        check.__name__ = check.__qualname__ = f"check_{self.name}"
+        check.__doc__ = doc
+        return check
+
 class Caller:
     """Calls one function the way a check does (copied inputs, delegation guard), for properties."""
 

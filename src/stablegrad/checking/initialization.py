@@ -1,64 +1,42 @@
 """Checks for exercise 3 (initialization: deriving the variance), declared on the engine.
 
-Eight graded functions, each a :class:`~stablegrad.checking.engine.Graded`
-declaration in :data:`DECLARATIONS` with a learner-style source and its common
-mistakes as edits of it.
+Eight graded functions, each a :class:`~stablegrad.checking.engine.Graded` declaration in :data:`DECLARATIONS`
+with a learner-style source and its common mistakes as edits of it.
 
-**Random initializers** (``xavier_normal``, ``xavier_uniform``, ``he_normal``,
-``he_uniform``) are not compared with the reference entry by entry: a correct
-implementation may draw its numbers differently (``rng.normal`` or
-``rng.standard_normal() * std``, a transposed draw, ``(2 * rng.random() - 1) * a``).
-Their cases check the form of the output only (an array of shape
-``(fan_in, fan_out)``, finite); their properties check
+**Random initializers** (``xavier_normal``, ``xavier_uniform``, ``he_normal``, ``he_uniform``) may draw in many
+correct ways (``rng.normal`` or ``rng.standard_normal() * std``, a transposed draw, ``(2 * rng.random() - 1) * a``),
+so their cases check only the form (a finite ``(fan_in, fan_out)`` array); their properties check float64, the use
+of ``rng`` (:func:`_generator_use`) and, on 10^5 draws or more, the distribution (kind ``"statistics"``): mean,
+second moment (the variance derived) and shape (a normal puts 4.55% of its draws beyond 2 standard deviations, a
+uniform none beyond its bound and some within a hair of it).
 
-* float64 weights;
-* the generator: NumPy's global random state is left alone (the engine's
-  ``Outcome.global_rng``), the ``rng`` argument is advanced (``Outcome.generators``),
-  two generators in the same state give the same weights, two in different states
-  different ones, and successive calls with one generator new ones;
-* the distribution (kind ``"statistics"``), on samples of 10^5 draws or more: the
-  mean, the second moment (the variance the derivation asks for) and the shape
-  (a normal puts 4.55% of its draws beyond 2 standard deviations, a uniform none
-  beyond its bound and some within a hair of it).
-
-**Why a correct initializer fails with probability below 1e-8.** Every
-statistical test has a false-alarm probability of at most ``ALPHA = 1e-10``, by
-an exact or a rigorous bound (no normal approximation):
+**Why a correct initializer fails with probability below 1e-8.** Every statistical test has a false-alarm
+probability of at most ``ALPHA = 1e-10``, by an exact or a rigorous bound (no normal approximation):
 
 * normal mean: ``mean(w) ~ N(0, s^2 / n)`` exactly, and ``P(|Z| > 6.5) < 1e-10``;
-* normal second moment: ``n mean(w^2) / s^2`` is chi-square with ``n`` degrees of
-  freedom; by Laurent and Massart (2000, Lemma 1)
-  ``P(X - n >= 2 sqrt(n x) + 2 x) <= e^-x`` and ``P(n - X >= 2 sqrt(n x)) <= e^-x``,
-  with ``x = log(2 / ALPHA)``;
-* uniform mean and second moment, and every fraction of draws: the terms are
-  bounded, so Hoeffding's inequality ``P(|mean - E| >= t) <= 2 exp(-2 n t^2 / range^2)``
-  gives ``t = range * sqrt(log(2 / ALPHA) / (2 n))``;
-* the uniform's largest draw: ``P(max |w| < a (1 - d)) = (1 - d)^n <= exp(-n d)``,
-  so ``d = log(1 / ALPHA) / n``.
+* normal second moment: ``X = n mean(w^2) / s^2`` is chi-square(n); Laurent and Massart (2000, Lemma 1) bound
+  ``P(X - n >= 2 sqrt(n x) + 2 x)`` and ``P(n - X >= 2 sqrt(n x))`` by ``e^-x``, with ``x = log(2 / ALPHA)``;
+* uniform moments and every fraction of draws (bounded terms): Hoeffding's ``P(|mean - E| >= t) <= 2 exp(-2 n t^2
+  / range^2)`` gives ``t = range * sqrt(log(2 / ALPHA) / (2 n))``;
+* the uniform's largest draw: ``P(max |w| < a (1 - d)) = (1 - d)^n <= exp(-n d)``, so ``d = log(1 / ALPHA) / n``.
 
-A graded notebook runs 60 distinct such tests (4 initializers, 5 samples of
-:data:`SAMPLES`, 3 tests each; the hidden check draws the same samples again),
-so a correct implementation fails with probability below ``60 * 1e-10 = 6e-9``.
-With ``n >= 10^5`` draws the second-moment tolerance is about 3.3%, while every
-common mistake is off by 19% or more on the sampled shapes (fan_in and fan_out differ, so ``1/fan_in``,
-``1/fan_out`` and ``2/(fan_in + fan_out)`` are all distinct).
+A notebook runs 60 such tests (4 initializers x 5 :data:`SAMPLES` x 3; the hidden check repeats them): a false
+alarm has probability below ``60 * 1e-10 = 6e-9``. With 10^5 draws the second-moment tolerance is about 3.3%, and
+every common mistake is off by 19% or more (the sampled fans differ: ``1/fan_in``, ``1/fan_out``,
+``2/(fan_in + fan_out)`` are distinct).
 
-**A diagnosis from facts, not by elimination.** A wrong distribution is named by
-the test that failed and, for the variance, by how far off it is (in quarter
-octaves, see :func:`_ratio_band`); a mistake matches when its own sample fails
-the same way. Drawing from the global state is reported only when the global
-state was consumed (``Outcome.global_rng``), so a truncated normal drawn from
-``rng`` is a wrong distribution, never "global random state".
+**A diagnosis from facts, not by elimination.** A wrong distribution is named by the test that failed and, for the
+variance, by its ratio to the target in quarter octaves (:func:`_ratio_band`); a mistake matches when its own sample
+fails the same way. The global state is blamed only when it was consumed (``Outcome.global_rng``), so a truncated
+normal drawn from ``rng`` is a wrong distribution, never "global random state".
 
-**Deterministic functions** (``forward_variance``,
-``forward_variance_through_depth``, ``activation_variances``,
-``backward_stable_variance``) are compared with the reference. The second is
-invited to call the first: its check binds ``forward_variance`` to the
-reference (``substitute``), so one mistake costs one function's points.
+**Deterministic functions** are compared with the reference; ``forward_variance_through_depth``'s check binds
+``forward_variance`` to the reference (``substitute``), so one mistake costs one function's points.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, NamedTuple, Sequence
 
@@ -72,15 +50,12 @@ from stablegrad.checking.guard import run_learner
 
 __all__ = [
     "ALPHA", "InitSpec", "INITIALIZER_SPECS", "Sample", "SAMPLES", "initializer_case", "initializer_cases",
-    "XAVIER_NORMAL", "XAVIER_UNIFORM", "HE_NORMAL", "HE_UNIFORM",
-    "check_xavier_normal", "check_xavier_uniform", "check_he_normal", "check_he_uniform",
-    "forward_variance_case", "forward_variance_cases", "FORWARD_VARIANCE", "check_forward_variance",
-    "through_depth_case", "through_depth_cases", "FORWARD_VARIANCE_THROUGH_DEPTH",
-    "check_forward_variance_through_depth",
-    "Initializer", "stack_variance_case", "stack_variance_cases", "ACTIVATION_VARIANCES",
-    "check_activation_variances",
-    "backward_variance_case", "backward_variance_cases", "BACKWARD_STABLE_VARIANCE",
-    "check_backward_stable_variance", "DECLARATIONS",
+    "XAVIER_NORMAL", "XAVIER_UNIFORM", "HE_NORMAL", "HE_UNIFORM", "check_xavier_normal", "check_xavier_uniform",
+    "check_he_normal", "check_he_uniform", "forward_variance_case", "forward_variance_cases", "FORWARD_VARIANCE",
+    "check_forward_variance", "through_depth_case", "through_depth_cases", "FORWARD_VARIANCE_THROUGH_DEPTH",
+    "check_forward_variance_through_depth", "Initializer", "stack_variance_case", "stack_variance_cases",
+    "ACTIVATION_VARIANCES", "check_activation_variances", "backward_variance_case", "backward_variance_cases",
+    "BACKWARD_STABLE_VARIANCE", "check_backward_stable_variance", "DECLARATIONS",
 ]
 
 #: False-alarm probability of each statistical test.
@@ -89,10 +64,10 @@ _LOG = math.log(2.0 / ALPHA)          # ~23.7: two-sided bounds
 _Z = 6.5                              # P(|N(0, 1)| > 6.5) = 8.0e-11 < ALPHA
 _P_BEYOND_2SD = math.erfc(2.0 / math.sqrt(2.0))   # 0.0455: a normal's mass beyond 2 standard deviations
 
-# every initializer in stablegrad.init: none may be called to draw the weights
 _ALL_INITIALIZERS = [init.xavier_normal, init.xavier_uniform, init.he_normal, init.he_uniform,
-                     init.normal, init.uniform]
+                     init.normal, init.uniform]        # stablegrad.init's: none may draw the weights
 _FANS = ("fan_in", "fan_out", "rng")
+_WEIGHTS = Out("W", like="(fan_in, fan_out)")
 
 
 class InitSpec(NamedTuple):
@@ -112,12 +87,11 @@ INITIALIZER_SPECS = {
 }
 
 
-# =========================================================================== initializer cases
+# =========================================================================== the four random initializers
 
 def initializer_case(fan_in: int, fan_out: int, seed: int = 0) -> Case:
     """One call ``(fan_in, fan_out, np.random.default_rng(seed))``; its output's form is checked."""
-    return Case(f"fan_in={fan_in}, fan_out={fan_out}", (fan_in, fan_out, np.random.default_rng(seed)),
-                {}, _FANS)
+    return Case(f"fan_in={fan_in}, fan_out={fan_out}", (fan_in, fan_out, np.random.default_rng(seed)), {}, _FANS)
 
 
 def initializer_cases() -> list[Case]:
@@ -146,32 +120,18 @@ def _form(W):
     return W
 
 
-_WEIGHTS = Out("W", like="(fan_in, fan_out)")
-
-
 class _Stop(Exception):
-    def __init__(self, problem: Problem):
-        super().__init__(problem.text)
-        self.problem = problem
-
-
-def _generator(state) -> np.random.Generator:
-    bit_generator = getattr(np.random, state["bit_generator"])()
-    bit_generator.state = state
-    return np.random.Generator(bit_generator)
+    """``raise _Stop(problem)`` ends a property at its first problem; :func:`_property` returns it."""
 
 
 def _draw(call, fan_in: int, fan_out: int, rng: np.random.Generator):
-    """One call on ``rng`` itself (not a copy: successive calls continue its stream); the outcome.
-
-    A call that raises or delegates is run once more through ``call`` so that the
-    engine reports it as it reports every other call.
-    """
-    start = rng.bit_generator.state
+    """One call on ``rng`` itself (not a copy: successive calls continue its stream); the outcome. A call
+    that raises or delegates is rerun through ``call``, so that the engine reports it like any other call."""
+    before = copy.deepcopy(rng)
     outcome = run_learner(call.func, (fan_in, fan_out, rng), forbid=_ALL_INITIALIZERS if call.guarded else (),
                           names=_FANS, copy_inputs=False)
     if outcome.raised is not None or outcome.delegated or outcome.tampered:
-        call(fan_in, fan_out, _generator(start), names=_FANS)
+        call(fan_in, fan_out, before, names=_FANS)
         raise _Stop(Problem("raised", "", f"raised {outcome.raised.type if outcome.raised else 'an error'} "
                                           f"on fan_in={fan_in}, fan_out={fan_out}"))
     W = outcome.value
@@ -191,7 +151,7 @@ def _property(label: str, test: Callable) -> Property:
         try:
             return test(call)
         except _Stop as stop:
-            return stop.problem
+            return stop.args[0]
         finally:
             np.random.set_state(state)
     return Property(label, check)
@@ -203,16 +163,15 @@ def _generator_use(call) -> Problem | None:
     start = rng.bit_generator.state
     W, outcome = _draw(call, 3, 5, rng)
     if outcome.global_rng:
-        return Problem("value", "NumPy's global random state", "was used (np.random.randn, np.random.normal, "
-                                                                "np.random.uniform...): the weights must come "
-                                                                "from the rng argument, so that they are "
-                                                                "reproducible")
+        return Problem("value", "NumPy's global random state",
+                       "was used (np.random.randn, np.random.normal, np.random.uniform...): the weights must "
+                       "come from the rng argument, so that they are reproducible")
     if rng.bit_generator.state == start:
         return Problem("value", "the rng argument", "was not used: its state is the same after the call")
     again, _ = _draw(call, 3, 5, np.random.default_rng(10))
     if not np.array_equal(W, again):
-        return Problem("value", "the weights", "differ between two generators in the same state: they depend "
-                                               "on something besides rng")
+        return Problem("value", "the weights",
+                       "differ between two generators in the same state: they depend on something besides rng")
     other, _ = _draw(call, 3, 5, np.random.default_rng(11))
     if np.array_equal(W, other):
         return Problem("value", "the weights", "are the same for generators in different states")
@@ -246,12 +205,10 @@ def _distribution_problem(spec: InitSpec, w: np.ndarray, fan_in: int, fan_out: i
     tol = _tolerances(spec, var, n)
     mean, second, largest = float(w.mean()), float(np.mean(w * w)), float(np.max(np.abs(w)))
     if not var - tol["second_low"] <= second <= var + tol["second_high"]:
-        return Problem("statistics", f"the variance of the weights ({_ratio_band(second / var)} times the "
-                                     f"target)",
-                       f"is wrong: mean(w^2) = {second:.4g}, {second / var:.3g} times {spec.formula} = "
-                       f"{var:.4g}; a correct {spec.family} sample of {n} draws lands within "
-                       f"[{var - tol['second_low']:.4g}, {var + tol['second_high']:.4g}] except with "
-                       f"probability {ALPHA:g}")
+        return Problem("statistics", f"the variance of the weights ({_ratio_band(second / var)} times the target)",
+                       f"is wrong: mean(w^2) = {second:.4g}, {second / var:.3g} times {spec.formula} = {var:.4g}; "
+                       f"a correct {spec.family} sample of {n} draws lands within [{var - tol['second_low']:.4g}, "
+                       f"{var + tol['second_high']:.4g}] except with probability {ALPHA:g}")
     if abs(mean) > tol["mean"]:
         return Problem("statistics", "the mean of the weights",
                        f"is {mean:.3g}; expected 0 (|mean| <= {tol['mean']:.2g} for a correct sample of {n} "
@@ -262,9 +219,9 @@ def _distribution_problem(spec: InitSpec, w: np.ndarray, fan_in: int, fan_out: i
             return None
         words = "none" if beyond == 0 else ("too few" if beyond < _P_BEYOND_2SD else "too many")
         return Problem("statistics", f"the tails of the distribution ({words} beyond 2 standard deviations)",
-                       f"are wrong: {100 * beyond:.3g}% of the weights lie beyond 2 standard deviations, where "
-                       f"a normal distribution puts {100 * _P_BEYOND_2SD:.3g}% "
-                       f"(+-{100 * tol['fraction']:.2g}% for a sample of {n} draws)")
+                       f"are wrong: {100 * beyond:.3g}% of the weights lie beyond 2 standard deviations, where a "
+                       f"normal distribution puts {100 * _P_BEYOND_2SD:.3g}% (+-{100 * tol['fraction']:.2g}% for a "
+                       f"sample of {n} draws)")
     a = math.sqrt(3.0 * var)
     if largest > a * (1.0 + 1e-12):
         return Problem("statistics", "the range of the weights (beyond the bound)",
@@ -280,7 +237,6 @@ def _distribution_problem(spec: InitSpec, w: np.ndarray, fan_in: int, fan_out: i
 
 def _sample_property(spec: InitSpec, sample: Sample) -> Property:
     fan_in, fan_out, calls, seed = sample
-
     def test(call):
         rng = np.random.default_rng(seed)
         draws = [_draw(call, fan_in, fan_out, rng)[0] for _ in range(calls)]
@@ -296,23 +252,19 @@ def _sample_property(spec: InitSpec, sample: Sample) -> Property:
 
 
 def _initializer(name: str, source: str, mistakes: Sequence[Mistake]) -> Graded:
-    spec = INITIALIZER_SPECS[name]
     return Graded(
         name=name, reference=getattr(init, name), source=source, visible=initializer_cases,
         outputs=_WEIGHTS, view=_form, mistakes=mistakes, forbid=_ALL_INITIALIZERS, namespace={"np": np},
         properties=[_property("every number drawn from rng (same state, same weights; NumPy's global state "
                               "untouched), float64", _generator_use),
-                    *(_sample_property(spec, s) for s in SAMPLES)])
+                    *(_sample_property(INITIALIZER_SPECS[name], s) for s in SAMPLES)])
 
-
-# --------------------------------------------------------------------------- the four initializers
 
 XAVIER_NORMAL_SOURCE = """
 def xavier_normal(fan_in, fan_out, rng):
     std = np.sqrt(2.0 / (fan_in + fan_out))
     return rng.standard_normal((fan_in, fan_out)) * std
 """
-
 XAVIER_NORMAL = _initializer("xavier_normal", XAVIER_NORMAL_SOURCE, [
     Mistake("the variance meets the forward condition alone (fan_in only)",
             edit=("2.0 / (fan_in + fan_out)", "1.0 / fan_in")),
@@ -334,7 +286,6 @@ def xavier_uniform(fan_in, fan_out, rng):
     a = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-a, a, size=(fan_in, fan_out))
 """
-
 XAVIER_UNIFORM = _initializer("xavier_uniform", XAVIER_UNIFORM_SOURCE, [
     Mistake("the bound comes from the variance 1 / (fan_in + fan_out), half of Xavier's",
             edit=("6.0 / (fan_in + fan_out)", "3.0 / (fan_in + fan_out)")),
@@ -357,7 +308,6 @@ def he_normal(fan_in, fan_out, rng):
     w = rng.standard_normal((fan_in, fan_out))
     return w * np.sqrt(2.0 / fan_in)
 """
-
 HE_NORMAL = _initializer("he_normal", HE_NORMAL_SOURCE, [
     Mistake("the variance uses fan_out where He's derivation has fan_in", edit=("2.0 / fan_in", "2.0 / fan_out")),
     Mistake("the relu's factor 2 is missing from the variance", edit=("2.0 / fan_in", "1.0 / fan_in")),
@@ -378,39 +328,24 @@ def he_uniform(fan_in, fan_out, rng):
     bound = np.sqrt(6.0 / fan_in)
     return rng.uniform(-bound, bound, size=(fan_in, fan_out))
 """
-
 HE_UNIFORM = _initializer("he_uniform", HE_UNIFORM_SOURCE, [
     Mistake("the bound uses fan_out where He's derivation has fan_in", edit=("6.0 / fan_in", "6.0 / fan_out")),
     Mistake("the relu's factor 2 is missing from the bound's variance", edit=("6.0 / fan_in", "3.0 / fan_in")),
     Mistake("the standard deviation is used as the bound (a uniform on [-a, a] has variance a^2/3)",
             edit=("6.0 / fan_in", "2.0 / fan_in")),
-    Mistake("the bound is left squared (a^2 = 6 / fan_in used as a)",
-            edit=("np.sqrt(6.0 / fan_in)", "6.0 / fan_in")),
+    Mistake("the bound is left squared (a^2 = 6 / fan_in used as a)", edit=("np.sqrt(6.0 / fan_in)", "6.0 / fan_in")),
     Mistake("the numbers come from NumPy's global random state, not from rng",
             edit=("rng.uniform(-bound, bound, size=(fan_in, fan_out))",
                   "(2.0 * np.random.rand(fan_in, fan_out) - 1.0) * bound")),
     Mistake("the weights are drawn from [0, a] (not centred)", edit=("uniform(-bound,", "uniform(0.0,")),
 ])
 
-
-def check_xavier_normal(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check ``xavier_normal(fan_in, fan_out, rng)``: N(0, 2 / (fan_in + fan_out))."""
-    XAVIER_NORMAL.check(func, cases, quiet=quiet)
-
-
-def check_xavier_uniform(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check ``xavier_uniform(fan_in, fan_out, rng)``: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
-    XAVIER_UNIFORM.check(func, cases, quiet=quiet)
-
-
-def check_he_normal(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check ``he_normal(fan_in, fan_out, rng)``: N(0, 2 / fan_in)."""
-    HE_NORMAL.check(func, cases, quiet=quiet)
-
-
-def check_he_uniform(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check ``he_uniform(fan_in, fan_out, rng)``: U(-a, a), a = sqrt(6 / fan_in)."""
-    HE_UNIFORM.check(func, cases, quiet=quiet)
+check_xavier_normal = XAVIER_NORMAL.checker("Check ``xavier_normal(fan_in, fan_out, rng)``: "
+                                              "N(0, 2 / (fan_in + fan_out)).")
+check_xavier_uniform = XAVIER_UNIFORM.checker("Check ``xavier_uniform(fan_in, fan_out, rng)``: "
+                                                "U(-a, a), a = sqrt(6 / (fan_in + fan_out)).")
+check_he_normal = HE_NORMAL.checker("Check ``he_normal(fan_in, fan_out, rng)``: N(0, 2 / fan_in).")
+check_he_uniform = HE_UNIFORM.checker("Check ``he_uniform(fan_in, fan_out, rng)``: U(-a, a), a = sqrt(6 / fan_in).")
 
 
 # =========================================================================== forward_variance
@@ -422,15 +357,9 @@ def forward_variance_case(n_in, var_w, var_x, activation) -> Case:
 
 def forward_variance_cases() -> list[Case]:
     """The visible cases: every activation, several widths and scales, a zero and an integer input."""
-    return [
-        forward_variance_case(100, 0.01, 1.0, "identity"),
-        forward_variance_case(256, 2 / 256, 3.0, "relu"),
-        forward_variance_case(50, 0.03, 0.5, "tanh"),
-        forward_variance_case(300, 0.005, 2.0, "relu"),
-        forward_variance_case(64, 0.1, 0.25, "leaky_relu"),
-        forward_variance_case(10, 0.2, 0.0, "relu"),
-        forward_variance_case(4, 1, 3, "identity"),
-    ]
+    return [forward_variance_case(*row) for row in [
+        (100, 0.01, 1.0, "identity"), (256, 2 / 256, 3.0, "relu"), (50, 0.03, 0.5, "tanh"), (300, 0.005, 2.0, "relu"),
+        (64, 0.1, 0.25, "leaky_relu"), (10, 0.2, 0.0, "relu"), (4, 1, 3, "identity")]]
 
 
 # c_f = E[f(z)^2] / Var(z) (forward) and E[f'(z)^2] (backward): the same four numbers in both derivations
@@ -441,13 +370,11 @@ def forward_variance(n_in, var_w, var_x, activation):
     factor = {_FACTORS}[activation]
     return n_in * var_w * factor * var_x
 """
-
 FORWARD_VARIANCE = Graded(
     name="forward_variance", reference=init.forward_variance, source=FORWARD_VARIANCE_SOURCE,
     visible=forward_variance_cases, outputs=Out("Var(z')"), tolerance=Tolerance(rtol=1e-9, per_entry=False),
-    namespace={"np": np},
-    forbid=[init.forward_variance, init.forward_variance_through_depth, init.predicted_variances,
-            init.gaussian_moments],
+    namespace={"np": np}, forbid=[init.forward_variance, init.forward_variance_through_depth,
+                                  init.predicted_variances, init.gaussian_moments],
     mistakes=[
         Mistake("the activation's factor c_f is left out", edit=("var_w * factor * var_x", "var_w * var_x")),
         Mistake("He's weight factor 2 is taken for the activation's factor c_f (they are inverses)",
@@ -461,10 +388,8 @@ FORWARD_VARIANCE = Graded(
                 edit=("(1.0 + 0.01 ** 2) / 2.0", "0.5")),
     ])
 
-
-def check_forward_variance(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check ``forward_variance(n_in, var_w, var_x, activation)`` against :func:`stablegrad.init.forward_variance`."""
-    FORWARD_VARIANCE.check(func, cases, quiet=quiet)
+check_forward_variance = FORWARD_VARIANCE.checker("Check ``forward_variance(n_in, var_w, var_x, activation)`` "
+                                                    "against :func:`stablegrad.init.forward_variance`.")
 
 
 # =========================================================================== forward_variance_through_depth
@@ -476,14 +401,9 @@ def through_depth_case(n, var_w, var_x, activation, depth) -> Case:
 
 def through_depth_cases() -> list[Case]:
     """The visible cases: flat (He, relu), shrinking, growing, one layer, exploding and vanishing over decades."""
-    return [
-        through_depth_case(256, 2 / 256, 1.0, "relu", 10),
-        through_depth_case(100, 0.005, 2.0, "tanh", 6),
-        through_depth_case(64, 0.05, 0.5, "identity", 8),
-        through_depth_case(30, 0.1, 1.5, "relu", 1),
-        through_depth_case(128, 1.0 / 128, 1.0, "leaky_relu", 5),
-        through_depth_case(100, 0.1, 1.0, "tanh", 30),
-    ]
+    return [through_depth_case(*row) for row in [
+        (256, 2 / 256, 1.0, "relu", 10), (100, 0.005, 2.0, "tanh", 6), (64, 0.05, 0.5, "identity", 8),
+        (30, 0.1, 1.5, "relu", 1), (128, 1.0 / 128, 1.0, "leaky_relu", 5), (100, 0.1, 1.0, "tanh", 30)]]
 
 
 FORWARD_VARIANCE_THROUGH_DEPTH_SOURCE = """
@@ -496,7 +416,7 @@ def forward_variance_through_depth(n, var_w, var_x, activation, depth):
     return np.array(variances)
 """
 
-_ONE_LAYER = "v = forward_variance(n, var_w, v, activation)"
+_ONE_LAYER, _RETURN = "v = forward_variance(n, var_w, v, activation)", "return np.array(variances)"
 
 FORWARD_VARIANCE_THROUGH_DEPTH = Graded(
     name="forward_variance_through_depth", reference=init.forward_variance_through_depth,
@@ -509,36 +429,26 @@ FORWARD_VARIANCE_THROUGH_DEPTH = Graded(
         Mistake("the list starts at the input's variance v_0 (and stops before v_depth)",
                 edit=(f"        {_ONE_LAYER}\n        variances.append(v)",
                       f"        variances.append(v)\n        {_ONE_LAYER}")),
-        Mistake("only the last layer's variance is returned", edit=("return np.array(variances)", "return v")),
-        Mistake("the variances come back as a Python list", edit=("return np.array(variances)", "return variances")),
+        Mistake("only the last layer's variance is returned", edit=(_RETURN, "return v")),
+        Mistake("the variances come back as a Python list", edit=(_RETURN, "return variances")),
         Mistake("the activation's factor is left out", edit=(_ONE_LAYER, "v = n * var_w * v")),
         Mistake("every layer starts again from the input's variance var_x",
                 edit=(_ONE_LAYER, "v = forward_variance(n, var_w, var_x, activation)")),
         Mistake("layer l multiplies the first layer's variance by l (growth in l, not a power)",
                 edit=(_ONE_LAYER, "v = forward_variance(n, var_w, var_x, activation) * (len(variances) + 1)")),
-        Mistake("the layers are listed last first",
-                edit=("return np.array(variances)", "return np.array(variances[::-1])")),
+        Mistake("the layers are listed last first", edit=(_RETURN, "return np.array(variances[::-1])")),
     ])
 
-
-def check_forward_variance_through_depth(func: Callable, cases: Sequence[Case] | None = None, *,
-                                         quiet: bool = False) -> None:
-    """Check ``forward_variance_through_depth(n, var_w, var_x, activation, depth)``, entry by entry.
-
-    Your ``forward_variance`` is replaced by the reference during this check, so a
-    mistake there costs that function's points only.
-    """
-    FORWARD_VARIANCE_THROUGH_DEPTH.check(func, cases, quiet=quiet)
+check_forward_variance_through_depth = FORWARD_VARIANCE_THROUGH_DEPTH.checker((
+    "Check ``forward_variance_through_depth(n, var_w, var_x, activation, depth)``, entry by entry. Your "
+    "``forward_variance`` is replaced by the reference here, so a mistake there costs that function's points only."))
 
 
 # =========================================================================== activation_variances
 
 class Initializer(NamedTuple):
-    """An initializer a case passes to ``activation_variances``, as data.
-
-    ``name`` is one of stablegrad.init's initializers; for ``"normal"`` and
-    ``"uniform"``, ``scale`` is the standard deviation or the bound.
-    """
+    """An initializer a case passes to ``activation_variances``, as data: one of stablegrad.init's by ``name``;
+    for ``"normal"`` and ``"uniform"``, ``scale`` is the standard deviation or the bound."""
 
     name: str
     scale: float = 0.0
@@ -560,13 +470,9 @@ register_record(Initializer)
 
 def stack_variance_case(rng_input: np.random.Generator, n: int, width: int, depth: int, activation: str,
                         initializer, seed: int, *, input_scale: float = 1.0) -> Case:
-    """An input ``(x, initializer, depth, activation, rng)`` for ``activation_variances``.
-
-    ``initializer`` is ``"he_normal"``, ``"xavier_normal"``, ``"xavier_uniform"``,
-    ``("normal", std)`` or ``("uniform", a)``, turned into an :class:`Initializer`;
-    ``rng`` is ``np.random.default_rng(seed)``. Every call gets its own copy of the
-    generator, so the learner's function and the reference draw the same weights.
-    """
+    """An input ``(x, initializer, depth, activation, rng)`` for ``activation_variances``: ``initializer``
+    (``"he_normal"``, ``("normal", std)``, ``("uniform", a)``...) becomes an :class:`Initializer`; ``rng`` is
+    ``np.random.default_rng(seed)``, copied for every call so that both functions draw the same weights."""
     x = input_scale * rng_input.standard_normal((n, width))
     fn = Initializer(initializer) if isinstance(initializer, str) else Initializer(*initializer)
     return Case(f"{activation}, {depth} layers of width {width}, N={n}, initializer {fn}"
@@ -578,14 +484,10 @@ def stack_variance_case(rng_input: np.random.Generator, n: int, width: int, dept
 def stack_variance_cases(seed: int = 0) -> list[Case]:
     """The visible cases: relu, tanh, sigmoid under He, Xavier, too small and too large weights."""
     rng = np.random.default_rng(seed)
-    return [
-        stack_variance_case(rng, 16, 32, 10, "relu", "he_normal", 1),
-        stack_variance_case(rng, 8, 20, 6, "tanh", "xavier_normal", 2),
-        stack_variance_case(rng, 12, 24, 12, "relu", ("normal", 0.01), 3),
-        stack_variance_case(rng, 10, 16, 8, "tanh", ("normal", 1.0), 4),
-        stack_variance_case(rng, 5, 10, 3, "identity", "xavier_uniform", 5),
-        stack_variance_case(rng, 6, 12, 4, "sigmoid", ("uniform", 0.3), 6),
-    ]
+    rows = [(16, 32, 10, "relu", "he_normal"), (8, 20, 6, "tanh", "xavier_normal"),
+            (12, 24, 12, "relu", ("normal", 0.01)), (10, 16, 8, "tanh", ("normal", 1.0)),
+            (5, 10, 3, "identity", "xavier_uniform"), (6, 12, 4, "sigmoid", ("uniform", 0.3))]
+    return [stack_variance_case(rng, *row, seed) for seed, row in enumerate(rows, start=1)]
 
 
 ACTIVATION_VARIANCES_SOURCE = """
@@ -600,7 +502,6 @@ def activation_variances(x, initializer, depth, activation, rng):
         a = f(z)
     return np.array(variances)
 """
-
 ACTIVATION_VARIANCES = Graded(
     name="activation_variances", reference=init.activation_variances, source=ACTIVATION_VARIANCES_SOURCE,
     visible=stack_variance_cases, outputs=Out("variances", like="(depth,): one per layer"),
@@ -611,8 +512,7 @@ ACTIVATION_VARIANCES = Graded(
                 edit=("        variances.append(np.var(z))\n        a = f(z)",
                       "        a = f(z)\n        variances.append(np.var(a))")),
         Mistake("the input's variance is listed first (and the last layer dropped)",
-                edit=(("variances = []", "variances = [np.var(x)]"),
-                      ("range(depth)", "range(depth - 1)"))),
+                edit=(("variances = []", "variances = [np.var(x)]"), ("range(depth)", "range(depth - 1)"))),
         Mistake("one weight matrix is drawn and reused in every layer",
                 edit=(("    a = x\n", "    a = x\n    W = initializer(n, n, rng)\n"),
                       ("a @ initializer(n, n, rng)", "a @ W"))),
@@ -623,16 +523,9 @@ ACTIVATION_VARIANCES = Graded(
         Mistake("the activation between layers is left out", edit=("a = f(z)", "a = z")),
     ])
 
-
-def check_activation_variances(func: Callable, cases: Sequence[Case] | None = None, *,
-                               quiet: bool = False) -> None:
-    """Check ``activation_variances(x, initializer, depth, activation, rng)``, entry by entry.
-
-    Compared with :func:`stablegrad.init.activation_variances` on the same
-    generator state, so the weights must be drawn as the exercise says: one call
-    ``initializer(n, n, rng)`` per layer, layer 1 first, nothing else drawn.
-    """
-    ACTIVATION_VARIANCES.check(func, cases, quiet=quiet)
+check_activation_variances = ACTIVATION_VARIANCES.checker((
+    "Check ``activation_variances(x, initializer, depth, activation, rng)`` against the reference on the same "
+    "generator state: one call ``initializer(n, n, rng)`` per layer, layer 1 first, nothing else drawn."))
 
 
 # =========================================================================== backward_stable_variance
@@ -644,9 +537,8 @@ def backward_variance_case(n_in, n_out, activation) -> Case:
 
 def backward_variance_cases() -> list[Case]:
     """The visible cases: wide-to-narrow and narrow-to-wide layers, every activation."""
-    return [backward_variance_case(i, o, a)
-            for i, o, a in [(300, 100, "identity"), (100, 300, "tanh"), (500, 128, "relu"), (64, 256, "relu"),
-                            (200, 50, "leaky_relu")]]
+    return [backward_variance_case(*row) for row in [
+        (300, 100, "identity"), (100, 300, "tanh"), (500, 128, "relu"), (64, 256, "relu"), (200, 50, "leaky_relu")]]
 
 
 BACKWARD_STABLE_VARIANCE_SOURCE = f"""
@@ -654,28 +546,21 @@ def backward_stable_variance(n_in, n_out, activation="identity"):
     grad_second_moment = {_FACTORS}[activation]
     return 1.0 / (n_out * grad_second_moment)
 """
-
+_STABLE = "1.0 / (n_out * grad_second_moment)"      # the stable variance, as the mistakes edit it
 BACKWARD_STABLE_VARIANCE = Graded(
     name="backward_stable_variance", reference=init.backward_stable_variance,
     source=BACKWARD_STABLE_VARIANCE_SOURCE, visible=backward_variance_cases, outputs=Out("Var(w)"),
     tolerance=Tolerance(rtol=1e-9, per_entry=False), namespace={"np": np}, forbid=[init.backward_stable_variance],
     mistakes=[
         Mistake("the fan-in enters, as in the forward condition", edit=("(n_out *", "(n_in *")),
-        Mistake("the answer is Xavier's compromise between the two conditions",
-                edit=("1.0 / (n_out * grad_second_moment)", "2.0 / (n_in + n_out)")),
-        Mistake("relu' is taken as 1 everywhere (E[f'(z)^2] is left out)",
-                edit=("1.0 / (n_out * grad_second_moment)", "1.0 / n_out")),
-        Mistake("E[f'(z)^2] multiplies where it should divide",
-                edit=("1.0 / (n_out * grad_second_moment)", "grad_second_moment / n_out")),
-        Mistake("the result is a standard deviation",
-                edit=("1.0 / (n_out * grad_second_moment)", "np.sqrt(1.0 / (n_out * grad_second_moment))")),
+        Mistake("the answer is Xavier's compromise between the two conditions", edit=(_STABLE, "2.0 / (n_in + n_out)")),
+        Mistake("relu' is taken as 1 everywhere (E[f'(z)^2] is left out)", edit=(_STABLE, "1.0 / n_out")),
+        Mistake("E[f'(z)^2] multiplies where it should divide", edit=(_STABLE, "grad_second_moment / n_out")),
+        Mistake("the result is a standard deviation", edit=(_STABLE, f"np.sqrt({_STABLE})")),
     ])
 
-
-def check_backward_stable_variance(func: Callable, cases: Sequence[Case] | None = None, *,
-                                   quiet: bool = False) -> None:
-    """Check ``backward_stable_variance(n_in, n_out, activation)`` against the reference."""
-    BACKWARD_STABLE_VARIANCE.check(func, cases, quiet=quiet)
+check_backward_stable_variance = BACKWARD_STABLE_VARIANCE.checker(
+    "Check ``backward_stable_variance(n_in, n_out, activation)`` against the reference.")
 
 
 #: Every graded function of exercise 3, in notebook order.

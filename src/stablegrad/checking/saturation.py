@@ -1,29 +1,19 @@
-"""Checks for exercise 2, saturation: activations, their derivatives, saturated fractions, declared on
-:mod:`stablegrad.checking.engine`.
+"""Checks for exercise 2, saturation: activations, their derivatives, saturated fractions, on the engine.
 
-Each graded function has a learner-style correct source, its common mistakes
-as small edits of that source, a declaration and a one-line
-``check_<function>``. The case builders (``array_case``, ``huge_case``,
-``tail_case``, ``saturation_case``...) are public so that hidden tests can
-draw fresh inputs. Beyond agreeing with the reference entry by entry:
+Each graded function has a learner-style source, its common mistakes as edits of it, a declaration and a
+one-line ``check_<function>``; the case builders (``array_case``, ``huge_case``, ``tail_case``,
+``saturation_case``...) are public so that hidden tests draw fresh inputs. Beyond the reference, entry by entry:
 
-* ``sigmoid`` fails when NumPy warns while it runs (``overflow encountered
-  in exp``): the naive ``1 / (1 + exp(-z))`` returns the right numbers for
-  ``z = -1e4`` but overflows on the way, and the same overflow in a
-  derivative gives ``nan``. Its tolerance is per entry with no floor, so the
-  tiny values of the negative tail (``sigmoid(-40) = 4e-18``) must be right
-  too: a clipped ``z`` or a cancelling ``1 - s`` fails.
-* ``predicted_saturated_fraction`` is also compared with a simulation
-  (Gaussian pre-activations pushed through the activation and counted) at
-  settings that are not among its cases.
+* ``sigmoid`` fails when NumPy warns while it runs: the naive ``1 / (1 + exp(-z))`` returns the right numbers
+  for ``z = -1e4`` but overflows on the way (and the same overflow in a derivative gives ``nan``). Its tolerance
+  is per entry with no floor, so the tiny negative tail (``sigmoid(-40) = 4e-18``) must be right too: a clipped
+  ``z`` or a cancelling ``1 - s`` fails.
+* ``predicted_saturated_fraction`` also meets a simulation (Gaussian pre-activations pushed through the
+  activation and counted) at settings that are not among its cases.
 
-Examples
---------
 >>> from stablegrad.checking import saturation as checks
 >>> checks.check_sigmoid(my_sigmoid)                          # doctest: +SKIP
 sigmoid: all 7 checks passed
-  ok  z ~ 1 N(0, 1) of shape (6,), float64
-  ...
 """
 
 from __future__ import annotations
@@ -39,20 +29,16 @@ from stablegrad.checking.engine import Case, Graded, Mistake, Problem, Property
 from stablegrad.checking.errors import NumericalWarningError, StatisticalTestError
 
 __all__ = [
-    "NumericalWarningError", "StatisticalTestError", "SimulationMismatchError",
-    "array_case", "huge_case", "tail_case", "values_case", "saturation_case", "activations_case",
-    "predicted_case",
-    "sigmoid_cases", "sigmoid_grad_cases", "tanh_grad_cases", "relu_grad_cases",
-    "leaky_relu_cases", "saturated_fraction_cases", "predicted_saturated_fraction_cases",
-    "check_sigmoid", "check_sigmoid_grad", "check_tanh_grad", "check_relu_grad",
-    "check_leaky_relu", "check_leaky_relu_grad", "check_saturated_fraction",
-    "check_predicted_saturated_fraction",
-    "SIGMOID", "SIGMOID_GRAD", "TANH_GRAD", "RELU_GRAD", "LEAKY_RELU", "LEAKY_RELU_GRAD",
-    "SATURATED_FRACTION", "PREDICTED_SATURATED_FRACTION", "DECLARATIONS", "SIMULATION_SIZE",
+    "NumericalWarningError", "StatisticalTestError", "SimulationMismatchError", "array_case", "huge_case",
+    "tail_case", "values_case", "saturation_case", "activations_case", "predicted_case", "sigmoid_cases",
+    "sigmoid_grad_cases", "tanh_grad_cases", "relu_grad_cases", "leaky_relu_cases", "saturated_fraction_cases",
+    "predicted_saturated_fraction_cases", "check_sigmoid", "check_sigmoid_grad", "check_tanh_grad",
+    "check_relu_grad", "check_leaky_relu", "check_leaky_relu_grad", "check_saturated_fraction",
+    "check_predicted_saturated_fraction", "SIGMOID", "SIGMOID_GRAD", "TANH_GRAD", "RELU_GRAD", "LEAKY_RELU",
+    "LEAKY_RELU_GRAD", "SATURATED_FRACTION", "PREDICTED_SATURATED_FRACTION", "DECLARATIONS", "SIMULATION_SIZE",
 ]
 
-#: The name this check raised before the engine's statistical tests existed.
-SimulationMismatchError = StatisticalTestError
+SimulationMismatchError = StatisticalTestError   # its name before the engine had statistical tests
 
 NAMESPACE = {"np": np, "math": math, "activations": activations}   # the notebook's import cell
 
@@ -208,9 +194,8 @@ SIGMOID = _elementwise(
     ])
 
 
-def check_sigmoid(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's overflow-safe ``sigmoid(z)``: each entry to its own tolerance, no NumPy warning."""
-    SIGMOID.check(func, cases, quiet=quiet)
+check_sigmoid = SIGMOID.checker(
+    "Check a learner's overflow-safe ``sigmoid(z)``: each entry to its own tolerance, no NumPy warning.")
 
 
 # --------------------------------------------------------------------------- sigmoid_grad and tanh_grad
@@ -250,9 +235,8 @@ SIGMOID_GRAD = _elementwise(
     ])
 
 
-def check_sigmoid_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``sigmoid_grad(z)`` against :func:`stablegrad.activations.sigmoid_grad`."""
-    SIGMOID_GRAD.check(func, cases, quiet=quiet)
+check_sigmoid_grad = SIGMOID_GRAD.checker(
+    "Check a learner's ``sigmoid_grad(z)`` against :func:`stablegrad.activations.sigmoid_grad`.")
 
 
 def tanh_grad_cases(seed: int = 2) -> list[Case]:
@@ -287,9 +271,8 @@ TANH_GRAD = _elementwise(
     ])
 
 
-def check_tanh_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``tanh_grad(z)`` against :func:`stablegrad.activations.tanh_grad`."""
-    TANH_GRAD.check(func, cases, quiet=quiet)
+check_tanh_grad = TANH_GRAD.checker(
+    "Check a learner's ``tanh_grad(z)`` against :func:`stablegrad.activations.tanh_grad`.")
 
 
 # --------------------------------------------------------------------------- relu and leaky relu
@@ -324,9 +307,8 @@ RELU_GRAD = _elementwise(
     ])
 
 
-def check_relu_grad(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``relu_grad(z)``: 1 where z > 0, else 0 (also at exactly 0), in z's dtype."""
-    RELU_GRAD.check(func, cases, quiet=quiet)
+check_relu_grad = RELU_GRAD.checker(
+    "Check a learner's ``relu_grad(z)``: 1 where z > 0, else 0 (also at exactly 0), in z's dtype.")
 
 
 def leaky_relu_cases(seed: int = 4) -> list[Case]:
@@ -358,9 +340,8 @@ LEAKY_RELU = _elementwise(
     ])
 
 
-def check_leaky_relu(func: Callable, cases: Sequence[Case] | None = None, *, quiet: bool = False) -> None:
-    """Check a learner's ``leaky_relu(z, slope=0.01)`` against :func:`stablegrad.activations.leaky_relu`."""
-    LEAKY_RELU.check(func, cases, quiet=quiet)
+check_leaky_relu = LEAKY_RELU.checker(
+    "Check a learner's ``leaky_relu(z, slope=0.01)`` against :func:`stablegrad.activations.leaky_relu`.")
 
 
 LEAKY_RELU_GRAD_SOURCE = """
@@ -385,10 +366,8 @@ LEAKY_RELU_GRAD = _elementwise(
     ])
 
 
-def check_leaky_relu_grad(func: Callable, cases: Sequence[Case] | None = None, *,
-                          quiet: bool = False) -> None:
-    """Check a learner's ``leaky_relu_grad(z, slope=0.01)``: 1 where z > 0, else slope (also at 0)."""
-    LEAKY_RELU_GRAD.check(func, cases, quiet=quiet)
+check_leaky_relu_grad = LEAKY_RELU_GRAD.checker(
+    "Check a learner's ``leaky_relu_grad(z, slope=0.01)``: 1 where z > 0, else slope (also at 0).")
 
 
 # --------------------------------------------------------------------------- saturated_fraction
@@ -453,10 +432,8 @@ SATURATED_FRACTION = Graded(
     ])
 
 
-def check_saturated_fraction(func: Callable, cases: Sequence[Case] | None = None, *,
-                             quiet: bool = False) -> None:
-    """Check a learner's ``saturated_fraction(a, kind, threshold=0.97)`` (a float)."""
-    SATURATED_FRACTION.check(func, cases, quiet=quiet)
+check_saturated_fraction = SATURATED_FRACTION.checker(
+    "Check a learner's ``saturated_fraction(a, kind, threshold=0.97)`` (a float).")
 
 
 # --------------------------------------------------------------------------- predicted_saturated_fraction
@@ -496,12 +473,12 @@ def _agrees_with_simulation(call) -> Problem | None:
         if isinstance(got, (bool, np.bool_)) or not isinstance(got, (float, int, np.floating, np.integer)):
             return Problem("type", "the predicted fraction", f"is a {type(got).__name__}; expected a float")
         if not abs(float(got) - simulated) <= 5.0 * se:
-            # the value is part of `what`, so that only a mistake giving the same number is named
-            return Problem("statistics", f"the fraction {float(got):.6g} at scale {scale:g}, kind {kind!r}, "
-                                         f"threshold {threshold:g}",
-                           f"is far from a simulation of {SIMULATION_SIZE} pre-activations z ~ N(0, {scale:g}^2), "
-                           f"which measures {simulated:.6g} (standard error {se:.2g}; "
-                           f"{abs(float(got) - simulated) / se:.0f} standard errors apart)")
+            # the number is the evidence: only a mistake giving the same number is named
+            return Problem("statistics", f"the fraction at scale {scale:g}, kind {kind!r}, threshold {threshold:g}",
+                           f"is {float(got):.6g}, far from a simulation of {SIMULATION_SIZE} pre-activations "
+                           f"z ~ N(0, {scale:g}^2), which measures {simulated:.6g} (standard error {se:.2g}; "
+                           f"{abs(float(got) - simulated) / se:.0f} standard errors apart)",
+                           evidence=f"{float(got):.6g}")   # equal to 6 digits: rounding aside
     return None
 
 
@@ -544,14 +521,10 @@ PREDICTED_SATURATED_FRACTION = Graded(
     ])
 
 
-def check_predicted_saturated_fraction(func: Callable, cases: Sequence[Case] | None = None, *,
-                                       quiet: bool = False) -> None:
-    """Check a learner's closed form ``predicted_saturated_fraction(scale, kind, threshold=0.97)``.
-
-    Against :func:`stablegrad.activations.predicted_saturated_fraction` on the
-    cases, then against a simulation at the settings of :data:`SIMULATED`.
-    """
-    PREDICTED_SATURATED_FRACTION.check(func, cases, quiet=quiet)
+check_predicted_saturated_fraction = PREDICTED_SATURATED_FRACTION.checker(
+    "Check a learner's closed form ``predicted_saturated_fraction(scale, kind, threshold=0.97)``. Against "
+    ":func:`stablegrad.activations.predicted_saturated_fraction` on the cases, then against a simulation at the "
+    "settings of :data:`SIMULATED`.")
 
 
 DECLARATIONS = [SIGMOID, SIGMOID_GRAD, TANH_GRAD, RELU_GRAD, LEAKY_RELU, LEAKY_RELU_GRAD, SATURATED_FRACTION,
