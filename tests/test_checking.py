@@ -410,3 +410,18 @@ def test_a_patched_engine_is_restored_before_the_hidden_check():
             fresh("chain_rule").check_stack_backward(lambda dout, caches: (dout, []), quiet=True)
     finally:
         fresh("chain_rule")
+
+
+def test_hidden_rng_is_the_plain_seed_without_a_salt_and_unpredictable_with_one(monkeypatch):
+    from stablegrad.checking import hidden_rng
+    from stablegrad.checking.salt import SALT_VARIABLE
+
+    monkeypatch.delenv(SALT_VARIABLE, raising=False)
+    plain = hidden_rng(7).standard_normal(4)
+    np.testing.assert_array_equal(plain, np.random.default_rng(7).standard_normal(4))
+    monkeypatch.setenv(SALT_VARIABLE, "123456789")
+    salted = hidden_rng(7).standard_normal(4)
+    assert not np.array_equal(salted, plain)
+    np.testing.assert_array_equal(salted, hidden_rng(7).standard_normal(4))    # the same run repeats
+    monkeypatch.setenv(SALT_VARIABLE, "987654321")
+    assert not np.array_equal(hidden_rng(7).standard_normal(4), salted)

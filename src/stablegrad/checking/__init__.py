@@ -19,6 +19,8 @@ engine:
   learner runs in another process;
 * :mod:`.pristine`: a hidden-test cell's checker, with whatever a submission
   patched put back, and the exception classes unchanged;
+* :mod:`.salt`: hidden-test inputs drawn with a grading run's secret salt;
+* :mod:`.records`: callables that cases pass (test functions, initializers) as data;
 * :mod:`.errors`: the ``CheckFailure`` class of each kind of finding.
 
 A failing check raises, e.g.::
@@ -39,6 +41,7 @@ from stablegrad.checking.errors import (
     WrongValueError,
 )
 from stablegrad.checking.pristine import fresh, snapshot
+from stablegrad.checking.salt import hidden_rng
 from stablegrad.checking.guard import Outcome, functions_named, run_learner
 
 __all__ = [
@@ -46,7 +49,7 @@ __all__ = [
     "WrongValueError", "InputModifiedError", "SharedMemoryError", "DelegationError", "NumericalWarningError",
     "StatisticalTestError", "KINDS",
     "Graded", "Case", "Mistake", "Property", "Problem", "Finding", "Report", "Outcome", "Out", "Tolerance",
-    "run", "render", "compare", "run_learner", "functions_named", "fresh",
+    "run", "render", "compare", "run_learner", "functions_named", "fresh", "hidden_rng",
 ]
 
 snapshot()  # the first import, in a notebook's import cell, runs before any answer

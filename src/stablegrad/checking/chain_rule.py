@@ -6,15 +6,15 @@ learner-style source, its common mistakes as edits of it, and a one-line ``check
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from stablegrad import diagnostics, gradcheck, layers
 from stablegrad.checking.comparison import Out, Tolerance
-from stablegrad.checking.encoding import register_record
 from stablegrad.checking.engine import Case, Graded, Mistake
 from stablegrad.checking.guard import functions_named
+from stablegrad.checking.records import TEST_FUNCTIONS, TestFunction
 
 __all__ = [
     "stack_case", "stack_backward_cases", "check_stack_backward", "STACK_BACKWARD", "TestFunction", "TEST_FUNCTIONS",
@@ -119,39 +119,6 @@ check_stack_backward = STACK_BACKWARD.checker(
 
 
 # --------------------------------------------------------------------------- numerical_gradient
-
-class TestFunction(NamedTuple):
-    """A scalar test function ``f(x) -> float`` as data: its name and coefficients.
-
-    A record rather than a lambda, so that a case can be sent to another
-    process (:mod:`stablegrad.checking.encoding`). All but ``sin`` couple the
-    entries of x, which a per-entry perturbation must respect.
-    """
-
-    name: str
-    coefficients: np.ndarray
-
-    def __call__(self, x) -> float:
-        return float(TEST_FUNCTIONS[self.name][1](self.coefficients, np.asarray(x)))
-
-    @property
-    def formula(self) -> str:
-        return TEST_FUNCTIONS[self.name][0]
-
-
-register_record(TestFunction)
-
-#: name -> (formula, f(coefficients, x), coefficients(rng, size)).
-TEST_FUNCTIONS = {
-    "sin": ("sum(sin(3x) x^2)", lambda c, x: np.sum(np.sin(3.0 * x) * x ** 2), lambda rng, n: np.zeros(0)),
-    "tanh_quadratic": ("v . tanh(A v), v = x flattened", lambda A, x: np.ravel(x) @ np.tanh(A @ np.ravel(x)),
-                       lambda rng, n: rng.standard_normal((n, n)) / np.sqrt(n)),
-    "log_sin": ("log(1 + |x|^2) sum(sin x)", lambda c, x: np.log1p(np.sum(x ** 2)) * np.sum(np.sin(x)),
-                lambda rng, n: np.zeros(0)),
-    "cubic": ("sum(c x^3)/3 + (sum x)^2", lambda c, x: np.sum(c * np.ravel(x) ** 3) / 3.0 + np.sum(x) ** 2,
-              lambda rng, n: rng.standard_normal(n)),
-}
-
 
 def numerical_gradient_case(rng: np.random.Generator, function: str, shape: tuple, *,
                             eps: float | None = None, scale: float = 1.0, integer: bool = False) -> Case:

@@ -44,9 +44,9 @@ import numpy as np
 
 from stablegrad import activations, init
 from stablegrad.checking.comparison import Out, Tolerance, compare
-from stablegrad.checking.encoding import register_record
 from stablegrad.checking.engine import Case, Graded, Mistake, Problem, Property
 from stablegrad.checking.guard import run_learner
+from stablegrad.checking.records import Initializer
 
 __all__ = [
     "ALPHA", "InitSpec", "INITIALIZER_SPECS", "Sample", "SAMPLES", "initializer_case", "initializer_cases",
@@ -446,26 +446,6 @@ check_forward_variance_through_depth = FORWARD_VARIANCE_THROUGH_DEPTH.checker((
 
 # =========================================================================== activation_variances
 
-class Initializer(NamedTuple):
-    """An initializer a case passes to ``activation_variances``, as data: one of stablegrad.init's by ``name``;
-    for ``"normal"`` and ``"uniform"``, ``scale`` is the standard deviation or the bound."""
-
-    name: str
-    scale: float = 0.0
-
-    def __call__(self, fan_in, fan_out, rng):
-        if self.name == "normal":
-            return init.normal(fan_in, fan_out, rng, std=self.scale)
-        if self.name == "uniform":
-            return init.uniform(fan_in, fan_out, rng, low=-self.scale, high=self.scale)
-        return getattr(init, self.name)(fan_in, fan_out, rng)
-
-    def __str__(self):
-        return f"{self.name}({'std' if self.name == 'normal' else 'bound'}={self.scale:g})" \
-            if self.name in ("normal", "uniform") else self.name
-
-
-register_record(Initializer)
 
 
 def stack_variance_case(rng_input: np.random.Generator, n: int, width: int, depth: int, activation: str,
