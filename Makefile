@@ -73,17 +73,18 @@ test: setup system-deps  ## run the whole suite: package, book, grading, every n
 	python -m compileall -q src tests
 	$(SUITE) tests
 
-# Debian packages the grading tests need: bubblewrap (the kernel sandbox), util-linux (setpriv, prlimit)
-# and postgresql (a real server for the shared-gradebook test). Installed with apt-get when missing.
+# Debian packages the tests need: bubblewrap (the kernel sandbox), util-linux (setpriv, prlimit),
+# postgresql (a real server for the shared-gradebook test), and chromium with chromium-driver (the book's
+# pages read in a real headless browser, tests/test_pages.py). Installed with apt-get when missing.
 SYSTEM_DEPS_CHECK := command -v bwrap && command -v setpriv && command -v prlimit \
-	&& ls /usr/lib/postgresql/*/bin/initdb
-system-deps:  ## install the Debian packages grading needs (bubblewrap, util-linux, postgresql) if missing
+	&& ls /usr/lib/postgresql/*/bin/initdb && command -v chromium && command -v chromedriver
+system-deps:  ## install the Debian packages the tests need (bubblewrap, util-linux, postgresql, chromium) if missing
 	@{ $(SYSTEM_DEPS_CHECK); } >/dev/null 2>&1 || { \
 	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
-	    || { echo "Install bubblewrap, util-linux and postgresql (Debian/Ubuntu: apt-get install), or run as root."; exit 1; }; \
-	  echo "Installing bubblewrap util-linux postgresql with apt-get"; \
+	    || { echo "Install bubblewrap, util-linux, postgresql, chromium and chromium-driver (Debian/Ubuntu: apt-get install), or run as root."; exit 1; }; \
+	  echo "Installing bubblewrap util-linux postgresql chromium chromium-driver with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    bubblewrap util-linux postgresql >/dev/null; }
+	    bubblewrap util-linux postgresql chromium chromium-driver >/dev/null; }
 
 test-package: setup system-deps  ## the suite without the notebook runs: package, book build, nbgrader end to end
 	$(SUITE) tests -k "not test_notebooks_hold_under_each_configuration"

@@ -4,6 +4,40 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session")
+def pycache(tmp_path_factory):
+    """Where the book builds byte-compile Sphinx and its extensions (outside the repository), once per session."""
+    return tmp_path_factory.mktemp("pycache")
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory, pycache):
+    """A cold ``-W --all`` build of a copy of the real book, rendering the committed chapter outputs.
+
+    Shared by tests/test_book.py (the build and its HTML) and tests/test_pages.py (every page in a browser),
+    which form one xdist group ("book"), so it is built once per session.
+
+    This proves what a build with execution on would, without executing every chapter a fourth time:
+    ``make test`` executes each chapter under nbval from its own folder with the book's per-cell timeout
+    (the conditions myst-nb executes it under), where every cell must run and every compared output must
+    equal the committed one, on this machine and under the portability harness's configurations; this
+    build renders exactly those outputs with zero warnings (glue keys included). That execution itself
+    works as configured (chapters run, exercises do not, a cell error fails the first and every later
+    ``make book``, the cache serves a rebuild) is checked on the fixture book in tests/test_book.py, with the
+    real _config.yml and the Makefile's own ``book`` recipe.
+    """
+    import yaml
+    from test_book import copy_book, jupyter_book_build
+
+    path = copy_book(tmp_path_factory.mktemp("book"))
+    config = yaml.safe_load((path / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    (path / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    build = jupyter_book_build(path, pycache)
+    print(f"cold build of the book (committed outputs): {build.seconds:.1f} s")
+    return build
+
+
 @pytest.fixture
 def rng():
     """A freshly seeded generator per test, so tests do not depend on their order."""
@@ -22,7 +56,7 @@ SLOW_GROUPS_FIRST = (
     "portability:reduced-simd-chapters",
     "grading:",                             # 30-60 s each: one autograde run per exercise with its mutants
     "postgres",                             # ~30 s: a real PostgreSQL server
-    "book",                                 # ~40 s: the book build and the fixture-book builds
+    "book",                                 # ~70 s: the book build, the fixture-book builds, the browser scan
     "portability:",                         # ~12 s each: the five solutions under nbval-lax
     "grading-cli",
 )
@@ -50,7 +84,7 @@ def pytest_collection_modifyitems(items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         if item.path.name == "test_exercises.py" and "assignment" in params:
             group = f"grading:{params['assignment']}"
-        elif item.path.name == "test_book.py":
+        elif item.path.name in ("test_book.py", "test_pages.py"):
             group = "book"
         else:
             group = str(item.path)

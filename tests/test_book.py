@@ -120,31 +120,8 @@ def make_notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="session")
-def pycache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("pycache")
-
-
-@pytest.fixture(scope="session")
-def book(tmp_path_factory, pycache) -> Build:
-    """A cold ``-W --all`` build of a copy of the real book, rendering the committed chapter outputs.
-
-    This proves what a build with execution on would, without executing every chapter a fourth time:
-    ``make test`` executes each chapter under nbval from its own folder with the book's per-cell timeout
-    (the conditions myst-nb executes it under), where every cell must run and every compared output must
-    equal the committed one, on this machine and under the portability harness's configurations; this
-    build renders exactly those outputs with zero warnings (glue keys included). That execution itself
-    works as configured (chapters run, exercises do not, a cell error fails the first and every later
-    ``make book``, the cache serves a rebuild) is checked on the fixture book below, with the real
-    _config.yml and the Makefile's own ``book`` recipe.
-    """
-    path = copy_book(tmp_path_factory.mktemp("book"))
-    config = yaml.safe_load((path / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "off"
-    (path / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    build = jupyter_book_build(path, pycache)
-    print(f"cold build of the book (committed outputs): {build.seconds:.1f} s")
-    return build
+# The session's ``book`` and ``pycache`` fixtures live in tests/conftest.py: tests/test_pages.py reads the
+# same build in a browser, and both files form one xdist group, so the book is built once per session.
 
 
 # --------------------------------------------------------------------------- configuration
@@ -357,7 +334,8 @@ def fixture_book(tmp_path_factory) -> Path:
     """A tiny book with the real _config.yml: one chapter notebook, and an exercise whose cell raises."""
     path = tmp_path_factory.mktemp("fixture_book")
     shutil.copy2(ROOT / "_config.yml", path / "_config.yml")
-    (path / "chapters").mkdir()
+    for assets in ("_static", "_root"):                  # the stylesheet, script and icons the config names
+        shutil.copytree(ROOT / "chapters" / assets, path / "chapters" / assets)
     (path / "chapters" / "intro.md").write_text("# Fixture\n\nA fixture book.\n")
     nbformat.write(make_notebook([("md", "# Good chapter"), ("code", "print(6 * 7)")]),
                    path / "chapters" / "good.ipynb")

@@ -1,0 +1,326 @@
+"""Every page of the built book, read in a real headless browser at a desktop and a phone width.
+
+Debian's ``chromium`` is driven by Selenium through Debian's ``chromium-driver`` (same version, so nothing
+is downloaded; ``make system-deps`` installs both). The book is the session's ``book`` build (tests/conftest.py),
+served from ``_build/html`` on a local port. Each page is loaded once at 1280 px, waited on until MathJax has
+typeset it and its images have loaded, measured, then measured again at 400 px (CSS media queries re-apply at
+once; MathJax's CommonHTML output does not depend on the width).
+
+A page fails when, at either width:
+
+* a code cell, an output, a display equation, an image or a table is wider than the text column (its box
+  sticks out of the column, or its content is scrolled or cut inside it);
+* an image does not load (or the server answers 4xx/5xx to anything the page requests, e.g. a favicon);
+* the browser's console shows an error;
+* math is left untypeset (a ``.math`` element without MathJax output, a MathJax error, or raw TeX
+  delimiters in the visible text).
+
+``test_the_scan_catches_each_kind_of_problem`` runs the same scan on a page broken on purpose, so every
+check above is shown to fail when it should.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+WIDTHS = (1280, 400)          # a laptop window and a phone (CSS pixels)
+HEIGHT = 900
+PAGE_TIMEOUT_S = 20
+
+# What is measured: the text column, and every block that must fit in it.
+MEASURE_JS = r"""
+const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const box = col.getBoundingClientRect(), pad = getComputedStyle(col);
+const c = {left: box.left + parseFloat(pad.paddingLeft), right: box.right - parseFloat(pad.paddingRight)};
+c.width = c.right - c.left;
+const blocks = [
+  ['code cell', 'div.cell_input div.highlight pre, div.highlight pre'],
+  ['output', 'div.cell_output pre, div.cell_output div.output'],
+  ['display equation', 'mjx-container[display="true"], div.math'],
+  ['image', 'article img'],
+  ['table', 'article table'],
+];
+const snippet = (el) => {
+  let t = (el.getAttribute('alt') || el.textContent || '').replace(/\s+/g, ' ').trim();
+  if (el.tagName === 'MJX-CONTAINER' || el.classList.contains('math')) {
+    const tex = el.closest('.math');
+    t = tex && tex.dataset.tex ? tex.dataset.tex : t;
+  }
+  return t.slice(0, 70);
+};
+const seen = new Set();
+const wide = [];
+for (const [kind, selector] of blocks) {
+  for (const el of col.querySelectorAll(selector)) {
+    if (seen.has(el)) continue;
+    seen.add(el);
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;          // folded away (a closed dropdown)
+    let over = Math.max(r.right - c.right, c.left - r.left, el.scrollWidth - el.clientWidth);
+    const inner = el.querySelector(':scope > mjx-math');
+    if (inner) {
+      const m = inner.getBoundingClientRect();
+      over = Math.max(over, m.right - c.right, c.left - m.left);
+    }
+    if (over > 1) wide.push([kind, Math.round(over), Math.round(c.width), snippet(el)]);
+  }
+}
+const scaled = [];
+for (const el of col.querySelectorAll('mjx-container[data-fit-scale]')) {
+  scaled.push([parseFloat(el.dataset.fitScale), snippet(el)]);
+}
+const broken = [];
+for (const img of document.querySelectorAll('img')) {
+  if (!img.complete || img.naturalWidth === 0) broken.push(img.getAttribute('src'));
+}
+const raw = [];
+for (const el of col.querySelectorAll('.math')) {
+  if (!el.querySelector('mjx-container')) raw.push('not typeset: ' + el.textContent.trim().slice(0, 70));
+}
+for (const el of col.querySelectorAll('mjx-merror')) {
+  raw.push('MathJax error: ' + (el.getAttribute('data-mjx-error') || el.textContent).slice(0, 70));
+}
+const walker = document.createTreeWalker(col, NodeFilter.SHOW_TEXT);
+const skip = 'pre, code, script, style, mjx-container, .highlight, textarea';
+const tex = /\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{|\\frac\{|\\mathrm\{|\\text\{/;
+for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  const p = n.parentElement;
+  if (p.closest(skip) || !p.getClientRects().length) continue;
+  const m = n.textContent.match(tex);
+  if (m) raw.push('raw TeX: ' + n.textContent.trim().slice(0, 70));
+}
+return {column: Math.round(c.width), wide: wide, scaled: scaled, broken: broken, raw: raw,
+        mathjax: !!(window.MathJax && MathJax.startup), nmath: col.querySelectorAll('.math').length};
+"""
+
+# Resolves once the page's images have loaded (or failed) and MathJax, if the page has math, has finished.
+SETTLE_JS = r"""
+const done = arguments[arguments.length - 1];
+const images = Array.from(document.images, (img) => {
+  img.loading = 'eager';
+  return img.complete ? null : new Promise((ok) => { img.onload = img.onerror = ok; });
+});
+const hasMath = document.querySelector('.math') !== null;
+const mathjax = new Promise((ok) => {
+  const start = Date.now();
+  (function poll() {
+    if (!hasMath) return ok('no math');
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      return MathJax.startup.promise.then(() => ok('typeset'), (e) => ok('failed: ' + e));
+    }
+    if (Date.now() - start > 15000) return ok('MathJax never started');
+    setTimeout(poll, 25);
+  })();
+});
+Promise.all([mathjax, ...images]).then(([m]) => requestAnimationFrame(() => done(m)));
+"""
+
+
+# --------------------------------------------------------------------------- serving and the browser
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    failures: list[str]
+
+    def log_message(self, *args):
+        pass
+
+    def log_request(self, code="-", size="-"):
+        if str(code).isdigit() and int(code) >= 400:
+            self.failures.append(f"HTTP {code} for {self.path}")
+
+
+class Server:
+    """``_build/html`` (or any folder) on 127.0.0.1, on a free port, in a thread; records 4xx/5xx answers."""
+
+    def __init__(self, root: Path):
+        self.failures: list[str] = []
+        handler = type("Handler", (_QuietHandler,), {"failures": self.failures})
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def start_browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.fail("Debian's chromium and chromium-driver are required: run `make system-deps`")
+    os.environ.setdefault("SE_OFFLINE", "true")       # Selenium Manager must never download a browser
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-extensions", "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1",
+                f"--window-size={WIDTHS[0]},{HEIGHT}", "--lang=en-US"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+    driver.set_script_timeout(PAGE_TIMEOUT_S)
+    return driver
+
+
+def set_width(driver, width: int) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": width < 600})
+
+
+def scan(driver, server: Server, pages: list[str]) -> dict[str, dict[int, dict]]:
+    """Load each page, let it settle, and measure it at every width: {page: {width: findings}}."""
+    results: dict[str, dict[int, dict]] = {}
+    for page in pages:
+        set_width(driver, WIDTHS[0])
+        del server.failures[:]
+        driver.get_log("browser")                    # drop what an earlier page left
+        driver.get(f"{server.url}/{page}")
+        settled = driver.execute_async_script(SETTLE_JS)
+        console = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        results[page] = {}
+        for width in WIDTHS:
+            set_width(driver, width)
+            driver.execute_async_script("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
+            found = driver.execute_script(MEASURE_JS)
+            found["console"] = console + [e["message"] for e in driver.get_log("browser")
+                                          if e["level"] == "SEVERE"]
+            found["http"] = list(server.failures)
+            if found["nmath"] and settled != "typeset":
+                found["raw"].append(f"MathJax did not finish: {settled}")
+            results[page][width] = found
+    return results
+
+
+def book_pages(html: Path) -> list[str]:
+    return sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
+                  if not p.relative_to(html).parts[0].startswith("_"))
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def browser():
+    driver = start_browser()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def pages_scan(book, browser):
+    assert book.returncode == 0, f"the book did not build:\n{book.log[-3000:]}"
+    server = Server(book.html)
+    try:
+        start = time.perf_counter()
+        results = scan(browser, server, book_pages(book.html))
+        print(f"browser scan of {len(results)} pages at {WIDTHS} px: {time.perf_counter() - start:.1f} s")
+    finally:
+        server.close()
+    return results
+
+
+def findings(results, key) -> list[str]:
+    out = []
+    for page, by_width in results.items():
+        for width, found in by_width.items():
+            out += [f"{page} at {width} px: {item}" for item in found[key]]
+    return out
+
+
+# --------------------------------------------------------------------------- the book
+
+def test_every_page_is_scanned(book, pages_scan):
+    pages = set(pages_scan)
+    for required in ("index.html", "search.html", "chapters/01_chain_rule.html",
+                     "exercises/ex01_chain_rule/ex01_chain_rule.html"):
+        assert required in pages, f"{required} was not scanned"
+    for page, by_width in pages_scan.items():
+        assert set(by_width) == set(WIDTHS)
+        # the column really changes with the width, so the phone layout was the one measured
+        assert by_width[400]["column"] <= 400 < by_width[1280]["column"], (page, by_width)
+
+
+def test_nothing_is_wider_than_its_column(pages_scan):
+    wide = []
+    for page, by_width in pages_scan.items():
+        for width, found in by_width.items():
+            wide += [f"{page} at {width} px (column {col} px): {kind} {over} px too wide: {text!r}"
+                     for kind, over, col, text in found["wide"]]
+    assert wide == [], f"{len(wide)} blocks are cut off:\n" + "\n".join(wide)
+
+
+def test_every_image_loads(pages_scan):
+    broken = findings(pages_scan, "broken") + findings(pages_scan, "http")
+    assert broken == [], "\n".join(broken)
+
+
+def test_no_console_errors(pages_scan):
+    errors = sorted(set(findings(pages_scan, "console")))
+    assert errors == [], "\n".join(errors)
+
+
+def test_all_math_is_typeset(pages_scan):
+    raw = findings(pages_scan, "raw")
+    assert raw == [], "\n".join(raw)
+    chapter = pages_scan["chapters/01_chain_rule.html"][1280]
+    assert chapter["mathjax"] and chapter["nmath"] > 100, chapter
+
+
+# --------------------------------------------------------------------------- the checker itself
+
+BROKEN_BLOCKS = """
+<div class="cell docutils container"><div class="cell_input docutils container"><div class="highlight"><pre>
+wide_code = [{"x": 1}] + [""" + ", ".join(str(i) for i in range(60)) + """]</pre></div></div></div>
+<img alt="a figure that is not there" src="../_images/does-not-exist.png" />
+<div class="math notranslate nohighlight">\\[\\frac{a}{b} = """ + " + ".join(f"x_{{{i}}}" for i in range(40)) + """\\]</div>
+<p>An equation left as raw TeX: \\(x^2\\)</p>
+<div class="math notranslate nohighlight">\\[\\frac{1}\\]</div>
+<script>console.error("an error on purpose");</script>
+"""
+
+
+def test_the_scan_catches_each_kind_of_problem(book, browser, tmp_path):
+    """A chapter page with a wide code line, a long equation, a missing image, raw TeX, a MathJax error
+    and a console error: the scan reports each one, at the widths where it applies."""
+    site = tmp_path / "site"
+    (site / "chapters").mkdir(parents=True)
+    for name in ("_static", "_images"):
+        (site / name).symlink_to(book.html / name)
+    page = (book.html / "chapters" / "notation.html").read_text(encoding="utf-8")
+    # without the book's stylesheet and script, which wrap code and fit equations to the column
+    page = re.sub(r'<link[^>]*_static/book\.css[^>]*>|<script[^>]*_static/book\.js[^>]*></script>', "", page)
+    assert "book.css" not in page and "book.js" not in page
+    marker = '<section id="'
+    assert marker in page
+    at = page.index(marker)
+    (site / "chapters" / "broken.html").write_text(page[:at] + BROKEN_BLOCKS + page[at:], encoding="utf-8")
+    server = Server(site)
+    try:
+        results = scan(browser, server, ["chapters/broken.html"])["chapters/broken.html"]
+    finally:
+        server.close()
+    for width in WIDTHS:
+        found = results[width]
+        kinds = {kind for kind, *_ in found["wide"]}
+        assert {"code cell", "display equation"} <= kinds, (width, found["wide"])
+        assert any("does-not-exist.png" in src for src in found["broken"]), found["broken"]
+        assert any("does-not-exist.png" in f for f in found["http"]), found["http"]
+        assert any("an error on purpose" in m for m in found["console"]), found["console"]
+        assert any(r.startswith("raw TeX") and "x^2" in r for r in found["raw"]), found["raw"]
+        assert any(r.startswith("MathJax error") for r in found["raw"]), found["raw"]
