@@ -98,40 +98,72 @@ def release(root: Path, ids: list[str]) -> int:
 
 # --------------------------------------------------------------------------- collect
 
+def _kind(path: Path) -> str:
+    """'folder', 'file', 'symlink' or 'other', without following a symlink."""
+    import stat
+
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return "missing"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
 def collect(root: Path, source: Path) -> int:
-    """Copy ``source/<student>/<assignment>/*.ipynb`` into ``submitted/``; say what was skipped."""
+    """Copy ``source/<student>/<assignment>/<assignment>.ipynb`` into ``submitted/``; say what was skipped.
+
+    Nothing is followed through a symlink: a linked student folder, assignment folder, notebook or
+    ``timestamp.txt`` is skipped with its reason, so a submission cannot point the collector at
+    files outside it (another student's work, the solutions, a root-only file).
+    """
+    from .scoring import MAX_BYTES, clean
+    from .worker import TIMESTAMP_BYTES, Unreadable, read_regular
+
     known = set(assignments(root))
     copied, skipped = 0, []
-    if not source.is_dir():
+    if _kind(source) != "folder":
         print(f"course collect: {source} is not a directory", file=sys.stderr)
         return 2
     for student_dir in sorted(source.iterdir()):
-        if not student_dir.is_dir():
-            skipped.append(f"{student_dir.name}: not a folder")
+        shown = clean(student_dir.name, 80)
+        if _kind(student_dir) != "folder":
+            skipped.append(f"{shown}: {'a symlink' if _kind(student_dir) == 'symlink' else 'not a folder'}")
             continue
         if not NAME.match(student_dir.name):
-            skipped.append(f"{student_dir.name}: not a valid student id (letters, digits, _ . @ + -)")
+            skipped.append(f"{shown}: not a valid student id (letters, digits, _ . @ + -)")
             continue
         for adir in sorted(student_dir.iterdir()):
+            where = f"{student_dir.name}/{clean(adir.name, 80)}"
             if adir.name not in known:
-                skipped.append(f"{student_dir.name}/{adir.name}: unknown assignment (known: {', '.join(sorted(known))})")
+                skipped.append(f"{where}: unknown assignment (known: {', '.join(sorted(known))})")
                 continue
-            notebooks = [p for p in sorted(adir.glob("*.ipynb")) if p.is_file() and not p.is_symlink()]
+            if _kind(adir) != "folder":
+                skipped.append(f"{where}: {'a symlink' if _kind(adir) == 'symlink' else 'not a folder'}")
+                continue
             expected = f"{adir.name}.ipynb"
-            for nb in notebooks:
+            for nb in sorted(adir.glob("*.ipynb")):
                 if nb.name != expected:
-                    skipped.append(f"{student_dir.name}/{adir.name}/{nb.name}: expected the name {expected}")
-            good = [nb for nb in notebooks if nb.name == expected]
-            if not good:
-                skipped.append(f"{student_dir.name}/{adir.name}: no {expected}")
+                    skipped.append(f"{where}/{clean(nb.name, 80)}: expected the name {expected}")
+            try:
+                data = read_regular(adir / expected, MAX_BYTES)
+            except Unreadable as exc:
+                skipped.append(f"{where}: {exc}")
                 continue
             target = root / "submitted" / student_dir.name / adir.name
-            target.mkdir(parents=True, exist_ok=True)
-            # Copied as bytes: a corrupt notebook is collected too, and grading reports it.
-            shutil.copyfile(good[0], target / expected)
-            stamp = adir / "timestamp.txt"
-            if stamp.is_file():
-                shutil.copyfile(stamp, target / "timestamp.txt")
+            if _kind(target.parent) == "symlink" or _kind(target) == "symlink":
+                skipped.append(f"{where}: submitted/ holds a symlink there; remove it first")
+                continue
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            # Written as bytes: a corrupt notebook is collected too, and grading reports it.
+            (target / expected).write_bytes(data)
+            if os.path.lexists(adir / "timestamp.txt"):
+                try:
+                    (target / "timestamp.txt").write_bytes(read_regular(adir / "timestamp.txt", TIMESTAMP_BYTES))
+                except Unreadable as exc:
+                    skipped.append(f"{where}/timestamp.txt: {exc}")
             copied += 1
     print(f"collected {copied} submission(s) into {root / 'submitted'}")
     for line in skipped:
@@ -153,10 +185,11 @@ def submissions(root: Path, ids: list[str], students: list[str] | None) -> list[
 
 
 def _reason(result: dict) -> str:
-    from .autograde import summarize_reasons
+    from .scoring import clean
+    from .worker import summarize_reasons
 
     parts = [summarize_reasons(result.get("reasons") or [])] + list(result.get("notes") or [])
-    return "; ".join(p for p in parts if p)
+    return clean("; ".join(p for p in parts if p), 500)
 
 
 def grade(root: Path, ids: list[str], jobs: int, use_sandbox: bool, force: bool, wall_limit: float,
@@ -166,7 +199,7 @@ def grade(root: Path, ids: list[str], jobs: int, use_sandbox: bool, force: bool,
     from nbgrader.apps.generateassignmentapp import GenerateAssignmentApp
     from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
 
-    from .autograde import sha256
+    from .worker import submission_hash
     from .parallel import Pool
     from .summary import Progress, table
 
@@ -203,19 +236,28 @@ def grade(root: Path, ids: list[str], jobs: int, use_sandbox: bool, force: bool,
     tasks = []
     for student, assignment in todo:
         entry = status.get(gbmod.status_key(student, assignment))
-        current = sha256(root / "submitted" / student / assignment)
+        current = submission_hash(root / "submitted" / student / assignment, assignment)
         if force or entry is None or entry.get("sha256") != current or (student, assignment) not in graded_subs:
             tasks.append((student, assignment))
     skipped = len(todo) - len(tasks)
     if not quiet:
         print(f"course grade: {len(tasks)} to grade, {skipped} already graded "
               f"({'sandboxed' if use_sandbox else 'NOT sandboxed'}, {jobs} jobs)", file=sys.stderr)
-    manual_feedback = []
+        if use_sandbox:
+            memory = {"memory_bytes": memory_mb * 2**20} if memory_mb else {}
+            print(f"course grade: sandbox limits: {sandbox.limits_report(sandbox.Limits(**memory))}", file=sys.stderr)
+    manual_feedback, retried = [], []
     if tasks:
         progress = Progress(len(tasks))
         with gbmod.open_gradebook(url) as gb:
             def on_result(result: dict) -> None:
                 student, assignment = result["student"], result["assignment"]
+                if result.get("retry"):   # the grader failed, not the learner: keep the old grade, grade again
+                    status.pop(gbmod.status_key(student, assignment), None)
+                    gbmod.save_status(root, status)
+                    retried.append((student, assignment, _reason(result)))
+                    progress.advance(f"{student}/{assignment}")
+                    return
                 score = gbmod.merge(gb, assignment, student, result.get("notebooks"),
                                     timestamp=_parse_time(result.get("timestamp")))
                 if result.get("notebooks") is None:
@@ -223,7 +265,9 @@ def grade(root: Path, ids: list[str], jobs: int, use_sandbox: bool, force: bool,
                 if score["manual"] and feedback:
                     manual_feedback.append((student, assignment))
                 status[gbmod.status_key(student, assignment)] = {
-                    "sha256": result.get("sha256") or sha256(root / "submitted" / student / assignment),
+                    "sha256": result.get("sha256") or submission_hash(root / "submitted" / student / assignment,
+                                                                       assignment),
+                    "salt": result.get("salt"),
                     "reason": _reason(result), "ok": bool(result.get("ok")), "seconds": result.get("seconds")}
                 gbmod.save_status(root, status)
                 progress.advance(f"{student}/{assignment}")
@@ -244,8 +288,10 @@ def grade(root: Path, ids: list[str], jobs: int, use_sandbox: bool, force: bool,
             entry = status.get(gbmod.status_key(student, assignment), {})
             rows.append({"student": student, "assignment": assignment, **score, "reason": entry.get("reason", "")})
     print(table(rows))
+    for student, assignment, why in retried:
+        print(f"NOT GRADED {student}/{assignment}: {why}")
     print(f"\nGrades: {root / 'grades.csv'}   Feedback: {root / 'feedback'}/<student>/<assignment>/")
-    return 0
+    return 4 if retried else 0
 
 
 def _has_assignment(gb, assignment: str) -> bool:

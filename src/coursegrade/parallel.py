@@ -1,14 +1,14 @@
 """A pool of grading workers: one kernel per submission, a hard wall-time limit per submission.
 
-Each worker is a separate process (``spawn``) holding a :class:`coursegrade.autograde.Worker`;
+Each worker is a separate process (``spawn``) holding a :class:`coursegrade.worker.Worker`;
 it grades one submission at a time and sends back plain data. The main process hands out
 submissions, merges results as they come (the single writer of the course gradebook), and
-kills a worker that exceeds the wall-time limit (its kernel dies with it: bubblewrap's
+kills a worker that exceeds the wall-time limit (its learners' processes die with it: bubblewrap's
 ``--die-with-parent``; without the sandbox, the worker's descendants are killed too), then
 starts a fresh worker in its slot.
 
 Throughput scales with the number of workers up to the number of cores: a submission's cost
-is almost all CPU (kernel start-up, nbgrader's pre/post-processing, the tests), and workers
+is almost all CPU (the sandboxes' start-up, the tests, the feedback page), and workers
 share nothing but the disk.
 """
 
@@ -32,7 +32,7 @@ def _worker_main(conn, options: dict) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")  # nbformat id and SQLAlchemy autoflush warnings, per submission
-    from .autograde import Worker, grade_safely
+    from .worker import Worker, grade_safely
 
     try:
         worker = Worker(Path(options["course"]), Path(options["scratch"]), options["definitions"],
@@ -194,5 +194,6 @@ class Pool:
         if task is not None:
             student, assignment = task
             on_result({"student": student, "assignment": assignment, "notebooks": None, "ok": False,
-                       "reasons": [reason], "notes": [], "timestamp": None, "sha256": None})
+                       "reasons": [reason], "notes": [], "timestamp": None, "sha256": None,
+                       "retry": reason == "grader crashed"})
         self._start(slot)

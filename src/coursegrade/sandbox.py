@@ -1,55 +1,52 @@
-"""The sandbox around the kernel that runs a submission (bubblewrap + setpriv + prlimit).
+"""The sandbox around a learner's process (bubblewrap + setpriv + prlimit, and cgroups where allowed).
 
-nbgrader starts the ``python3`` kernel from a kernelspec. A grading worker installs its own
-``python3`` kernelspec whose command is this module::
+A learner's answers run in :mod:`coursegrade.learner`, started as::
 
-    python -m coursegrade.sandbox POLICY.json -- python -m ipykernel_launcher -f CONNECTION_FILE ...
+    bwrap --unshare-all --die-with-parent --new-session --clearenv     no network, own pids, no tty
+          --ro-bind /usr /usr  (+ /bin, /lib... as the host links them)  the system, read-only
+          --ro-bind /etc/ld.so.cache ...                                 nothing else from /etc
+          --ro-bind PYTHON PYTHON --ro-bind SITE SITE                    the interpreter and its libraries
+          --ro-bind PACKAGE PACKAGE                                      the package copy (coursegrade.withhold)
+          --dev /dev --proc /proc                                        a minimal /dev, its own /proc
+          --size S --tmpfs /tmp  --size S --tmpfs /home/learner          private, size-limited, discarded
+      setpriv --reuid UID --regid UID --clear-groups --no-new-privs --bounding-set -all --inh-caps -all
+        prlimit --as MEM --nproc N --fsize F --nofile 256 --core 0
+          python -I -S learner.py PACKAGE SITE
 
-which, still as the grader, hands the connection file to the sandbox uid and then replaces
-itself by::
+Mounts are an allowlist: what is not named above does not exist inside (no
+``/run`` and its sockets, no ``/home``, ``/root``, no checkout of the course,
+no other student's files, no gradebook). Nothing inside is ever read back:
+the grader talks to the process over its stdin/stdout pipes in plain data
+(:mod:`coursegrade.channel`), and the working folder is a tmpfs that vanishes
+with the process, so no symlink, device or huge file planted there can reach
+the grader.
 
-    bwrap  --ro-bind / /  --dev /dev  --proc /proc           read-only system, venv and package
-           --tmpfs COURSE_ROOT --tmpfs SCRATCH --tmpfs /root   course files, gradebook, solutions,
-           --tmpfs /home  --tmpfs /tmp (size-limited)          other students: not there at all
-           --ro-bind VENV VENV  --ro-bind SRC SRC              ... except what the kernel imports
-           --bind WORKDIR WORKDIR  --bind RUNTIME RUNTIME      its own folder, its ipc sockets
-           --unshare-net --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --clearenv
-      setpriv --reuid UID --regid UID --clear-groups --no-new-privs --bounding-set -all
-        prlimit --as MEM --nproc N --fsize F --core 0
-          python -m ipykernel_launcher -f CONNECTION_FILE
-
-The network namespace has only a loopback, so the kernel talks to the grader over unix
-sockets: the worker sets ``KernelManager.transport = "ipc"``, and the sockets live in the
-worker's runtime directory, bound at the same path inside the sandbox. Interrupts are sent
-as messages (``interrupt_mode: message``), so SIGINT never reaches bubblewrap itself.
-
-Why bubblewrap: it is a Debian package, needs no daemon and no setuid helper when the
-grader is root (it is, in CI), builds the mount/pid/net namespaces per kernel in
-milliseconds, and ``--die-with-parent`` ties the kernel's life to the worker's. Root ignores
-RLIMIT_NPROC, hence ``setpriv`` to an unprivileged uid (one per worker slot, so that two
-kernels never share a process budget). Memory (RLIMIT_AS), processes (RLIMIT_NPROC, threads
-included), file size (RLIMIT_FSIZE) and core dumps are capped by ``prlimit``; wall time per
-cell is nbgrader's ``Execute.timeout``, the wall time per submission is enforced by
-:mod:`coursegrade.parallel`, and output by :class:`coursegrade.autograde.GuardedExecute`.
+Limits. Per process: address space (RLIMIT_AS), file size, open files and
+core dumps (``prlimit``); processes and threads per uid (RLIMIT_NPROC; each
+worker slot has its own uid). For the sandbox as a whole: memory, process
+count and one CPU through a cgroup per slot when the host lets root create
+cgroups (v2, or v1's memory, pids and cpu controllers); :func:`limits_report`
+says which hold. Without cgroups, several processes of one sandbox can each
+use the address-space limit; the tmpfs sizes still bound the disk.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-# Whatever the grader's environment holds (database URLs with passwords, tokens), the kernel
-# starts from an empty one and gets only these.
-PASSED_ENV = ("PATH", "LANG", "LC_ALL", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-              "MPLBACKEND", "PYDEVD_DISABLE_FILE_VALIDATION", "NBGRADER_EXECUTION", "JUPYTER_PLATFORM_DIRS",
-              "PYTHONHASHSEED", "TZ")
 OVERRIDE_FLAG = "--no-sandbox"
+LEARNER_HOME = "/home/learner"
+# The learner's process starts from an empty environment and gets only these.
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": LEARNER_HOME, "OPENBLAS_NUM_THREADS": "1",
+       "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
+       "PYTHONDONTWRITEBYTECODE": "1", "MPLCONFIGDIR": "/tmp/matplotlib"}
 
 
 class SandboxUnavailable(RuntimeError):
@@ -57,198 +54,185 @@ class SandboxUnavailable(RuntimeError):
 
 
 @dataclass
-class Policy:
-    """What a sandboxed kernel may see and use.
+class Limits:
+    """Resource limits of one learner's sandbox."""
 
-    Parameters
-    ----------
-    hide : list of str
-        Directories replaced by an empty read-only tmpfs (course root, scratch root, homes).
-    expose : list of str
-        Directories under a hidden one bound back read-only (the venv, the package sources).
-    runtime_dir : str
-        Where the connection file and ipc sockets live (bound read-write).
-    uid : int
-        The unprivileged uid (and gid) the kernel runs as.
-    memory_bytes, nproc, fsize_bytes, tmp_bytes : int
-        RLIMIT_AS, RLIMIT_NPROC (threads count), RLIMIT_FSIZE and the size of the private /tmp.
-    """
-
-    hide: list = field(default_factory=list)
-    expose: list = field(default_factory=list)
-    runtime_dir: str = ""
-    uid: int = 60000
-    memory_bytes: int = 3 * 2**30
-    nproc: int = 256
-    fsize_bytes: int = 256 * 2**20
-    tmp_bytes: int = 256 * 2**20
-
-    def save(self, path: Path) -> Path:
-        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
-        return path
-
-    @classmethod
-    def load(cls, path: str) -> "Policy":
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+    memory_bytes: int = 3 * 2**30      # RLIMIT_AS per process, and the cgroup's memory for the whole sandbox
+    nproc: int = 64                    # RLIMIT_NPROC per uid, and the cgroup's pids
+    fsize_bytes: int = 64 * 2**20      # RLIMIT_FSIZE
+    tmp_bytes: int = 64 * 2**20        # each of /tmp and the working folder
+    cpus: float = 1.0                  # the cgroup's CPU quota
 
 
-# Replaced by a private, size-limited tmpfs in every sandbox.
-PRIVATE_TMPFS = (Path("/tmp"), Path("/dev/shm"))
+def python_paths() -> tuple[str, str]:
+    """The real interpreter and the directory of this environment's libraries (numpy...)."""
+    return os.path.realpath(sys.executable), sysconfig.get_paths()["purelib"]
 
 
-def _inside(path: Path, roots) -> bool:
-    return any(path == r or r in path.parents for r in roots)
-
-
-def default_policy(course_root: Path, scratch_root: Path, runtime_dir: Path, uid: int, **limits) -> Policy:
-    """Hide the course, the scratch area and homes; expose back what the kernel imports."""
-    hide = [Path(p).resolve() for p in (course_root, scratch_root, "/root", "/home", "/var/tmp")]
-    hide = [p for p in hide if p.is_dir()]
-    # The venv, and the interpreter it points to (which may live under /root, e.g. pyenv).
-    wanted = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
-              Path(os.path.realpath(sys.executable)).parent.parent}
-    for module in ("stablegrad",):
-        try:
-            spec = __import__(module).__file__
-        except ImportError:
-            continue
-        wanted.add(Path(spec).resolve().parent.parent)  # the directory on sys.path (src/ or site-packages)
-    # /tmp and /dev/shm become private tmpfs mounts too (wrap_command): a venv that lives there (a
-    # checkout under /tmp, as on some CI machines) must be bound back like one under the course root.
-    expose = sorted(str(p) for p in wanted if _inside(p, [*hide, *PRIVATE_TMPFS]))
-    return Policy(hide=[str(p) for p in hide], expose=expose, runtime_dir=str(runtime_dir), uid=uid, **limits)
-
-
-def wrap_command(policy: Policy, workdir: str, command: list[str]) -> list[str]:
-    """The bwrap/setpriv/prlimit command line that runs ``command`` in ``workdir``."""
-    bwrap = shutil.which("bwrap") or "bwrap"
-    argv = [bwrap, "--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc",
-            "--unshare-uts", "--hostname", "sandbox", "--clearenv",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--perms", "1777", "--size", str(policy.tmp_bytes), "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", str(policy.tmp_bytes), "--tmpfs", "/dev/shm"]
-    for path in policy.hide:
-        argv += ["--tmpfs", path]
-    hidden = [*(Path(h) for h in policy.hide), *PRIVATE_TMPFS]
-    for path in policy.expose:
-        # bwrap would create the missing parents with the modes of the originals (/root/.pyenv is
-        # 0700): make them traversable for the kernel's uid.
-        for parent in reversed(Path(path).parents):
-            if any(h in parent.parents for h in hidden):
-                argv += ["--perms", "0755", "--dir", str(parent)]
-        argv += ["--ro-bind", path, path]
-    argv += ["--bind", workdir, workdir, "--bind", policy.runtime_dir, policy.runtime_dir]
-    for path in policy.hide:  # read-only once the mount points for the binds above exist
-        argv += ["--remount-ro", path]
-    argv += ["--chdir", workdir]
-    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-    env.update(HOME="/tmp", IPYTHONDIR="/tmp/.ipython", MPLCONFIGDIR="/tmp/.matplotlib",
-               JUPYTER_RUNTIME_DIR=policy.runtime_dir, PYTHONDONTWRITEBYTECODE="1")
-    for key, value in sorted(env.items()):
-        argv += ["--setenv", key, value]
-    uid = str(policy.uid)
-    argv += ["--", shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-             "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
-             "--", shutil.which("prlimit") or "prlimit", f"--as={policy.memory_bytes}", f"--nproc={policy.nproc}",
-             f"--fsize={policy.fsize_bytes}", "--core=0", "--", *command]
+def _system_binds() -> list[str]:
+    argv = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            argv += ["--ro-bind", str(path), str(path)]
+    for path in ("/etc/ld.so.cache", "/etc/localtime"):
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
     return argv
 
 
-def _connection_file(command: list[str]) -> str | None:
-    for flag in ("-f", "--f", "--ConnectionFileMixin.connection_file"):
-        if flag in command:
-            return command[command.index(flag) + 1]
-    return None
+def command(package_dir: Path, uid: int, limits: Limits, sandboxed: bool = True) -> list[str]:
+    """The command line that starts the learner's side with ``package_dir`` first on its path."""
+    interpreter, site = python_paths()
+    learner = str(Path(package_dir) / "coursegrade_learner.py")
+    inner = [interpreter, "-I", "-S", learner, str(package_dir), site]
+    if not sandboxed:
+        return inner
+    prefix = str(Path(interpreter).parent.parent)       # the interpreter's installation (its stdlib)
+    # (not --unshare-all: its user namespace would leave the sandbox uid unmapped)
+    argv = [shutil.which("bwrap") or "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv",
+            *_system_binds(), "--dev", "/dev", "--proc", "/proc",
+            "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+            "--size", str(limits.tmp_bytes), "--perms", "0777", "--tmpfs", LEARNER_HOME]
+    made = {"/tmp", LEARNER_HOME}
+    for path in sorted({prefix, site, str(package_dir)}):   # after /tmp: the package copy may live under it
+        if path.startswith("/usr/"):
+            continue
+        # bwrap would give the missing parents the modes of the originals (/root is 0700): make them traversable
+        for parent in reversed(Path(path).parents[:-1]):
+            if str(parent) not in made:
+                made.add(str(parent))
+                argv += ["--perms", "0755", "--dir", str(parent)]
+        argv += ["--ro-bind", path, path]
+    argv += ["--chdir", LEARNER_HOME]
+    for key, value in sorted(ENV.items()):
+        argv += ["--setenv", key, value]
+    argv += ["--", shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+             "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
+             "--", shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.nproc}",
+             f"--fsize={limits.fsize_bytes}", "--nofile=256", "--core=0", "--", *inner]
+    return argv
 
 
-def launch(policy_path: str, command: list[str]) -> None:
-    """Entry point of the sandboxed kernelspec: prepare, then exec bwrap (never returns)."""
-    policy = Policy.load(policy_path)
-    workdir = os.getcwd()
-    # The kernel (another uid) must read its connection file and create sockets and files.
-    conn = _connection_file(command)
-    if conn:
-        os.chown(conn, policy.uid, policy.uid)
-    os.chown(policy.runtime_dir, policy.uid, policy.uid)
-    for root, dirs, files in os.walk(workdir):
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(root, name), policy.uid, policy.uid)
-    os.chown(workdir, policy.uid, policy.uid)
-    # What the kernel (or bwrap) prints on its own stdout/stderr, not the notebook's output, goes
-    # to a log in the runtime directory, capped by RLIMIT_FSIZE.
-    log = os.open(os.path.join(policy.runtime_dir, f"kernel-{os.getpid()}.log"),
-                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    argv = wrap_command(policy, workdir, command)
-    os.execv(argv[0], argv)
+def install_learner(package_dir: Path) -> None:
+    """Put the learner's side of the channel next to the package copy."""
+    shutil.copyfile(Path(__file__).with_name("learner.py"), Path(package_dir) / "coursegrade_learner.py")
 
 
-def install_kernelspec(data_dir: Path, policy_path: Path, python: str = sys.executable) -> Path:
-    """Write ``data_dir/kernels/python3/kernel.json`` running ipykernel inside the sandbox.
+# --------------------------------------------------------------------------- cgroups
 
-    Put ``data_dir`` first on ``JUPYTER_PATH`` so that it shadows the normal ``python3`` kernel.
+class Cgroup:
+    """One cgroup per worker slot limiting the sandbox as a whole, when the host allows it.
+
+    ``join`` runs in the child between fork and exec (``preexec_fn``), so every
+    process of the sandbox is inside from its start.
     """
-    spec_dir = data_dir / "kernels" / "python3"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "argv": [python, "-m", "coursegrade.sandbox", str(policy_path), "--",
-                 python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (grading sandbox)",
-        "language": "python",
-        "interrupt_mode": "message",
-        "metadata": {"debugger": False},
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    return spec_dir
+
+    V1 = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str, limits: Limits):
+        self.dirs: list[Path] = []
+        self.kind = "none"
+        v2 = self.V1 / "cgroup.controllers"
+        try:
+            if v2.exists() and {"memory", "pids"} <= set(v2.read_text().split()):
+                d = self.V1 / name
+                d.mkdir(exist_ok=True)
+                (d / "memory.max").write_text(str(limits.memory_bytes))
+                (d / "memory.swap.max").write_text("0") if (d / "memory.swap.max").exists() else None
+                (d / "pids.max").write_text(str(limits.nproc))
+                if (d / "cpu.max").exists():
+                    (d / "cpu.max").write_text(f"{int(limits.cpus * 100000)} 100000")
+                self.dirs, self.kind = [d], "cgroup v2 (memory, pids, cpu)"
+            elif all((self.V1 / c / "cgroup.procs").exists() for c in ("memory", "pids", "cpu")):
+                dirs = {c: self.V1 / c / name for c in ("memory", "pids", "cpu")}
+                for d in dirs.values():
+                    d.mkdir(exist_ok=True)
+                (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+                (dirs["pids"] / "pids.max").write_text(str(limits.nproc))
+                (dirs["cpu"] / "cpu.cfs_period_us").write_text("100000")
+                (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(int(limits.cpus * 100000)))
+                self.dirs, self.kind = list(dirs.values()), "cgroup v1 (memory, pids, cpu)"
+        except OSError:
+            self.remove()
+            self.dirs, self.kind = [], "none"
+
+    def join(self) -> None:
+        for d in self.dirs:
+            (d / "cgroup.procs").write_text(str(os.getpid()))
+
+    def oom_killed(self) -> bool:
+        """Whether the memory limit killed a process since the last call."""
+        for d in self.dirs:
+            for name in ("memory.events", "memory.oom_control"):
+                path = d / name
+                if path.exists():
+                    for line in path.read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value or 0) > getattr(self, "_seen", 0):
+                            self._seen = int(value)
+                            return True
+        return False
+
+    def kill_all(self) -> None:
+        for d in self.dirs:
+            try:
+                pids = (d / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError, PermissionError):
+                    pass
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
-def install_plain_kernelspec(data_dir: Path, python: str = sys.executable) -> Path:
-    """The same kernel without the sandbox (``--no-sandbox``): still this venv's python."""
-    spec_dir = data_dir / "kernels" / "python3"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3", "language": "python", "metadata": {"debugger": False}}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    return spec_dir
+def limits_report(limits: Limits) -> str:
+    """What holds on this host, in words (printed by ``course grade``)."""
+    group = Cgroup(f"coursegrade-probe-{os.getpid()}", limits)
+    kind = group.kind
+    group.remove()
+    whole = (f"the whole sandbox: {limits.memory_bytes // 2**20} MB, {limits.nproc} processes, "
+             f"{limits.cpus:g} CPU ({kind})" if kind != "none" else
+             "no cgroups here: memory is limited per process only")
+    return (f"per process: {limits.memory_bytes // 2**20} MB address space, {limits.fsize_bytes // 2**20} MB files; "
+            f"{whole}; /tmp and the working folder {limits.tmp_bytes // 2**20} MB each")
 
+
+# --------------------------------------------------------------------------- probe
 
 def probe() -> None:
     """Check that a sandboxed process can start here; raise :class:`SandboxUnavailable` if not."""
     missing = [tool for tool in ("bwrap", "setpriv", "prlimit") if shutil.which(tool) is None]
     if missing:
         raise SandboxUnavailable(
-            f"cannot sandbox the grading kernels: {', '.join(missing)} not found (Debian: "
+            f"cannot sandbox the learners' code: {', '.join(missing)} not found (Debian: "
             f"apt-get install bubblewrap util-linux). To grade WITHOUT a sandbox (student code then runs "
             f"with your rights), pass {OVERRIDE_FLAG}.")
     if os.geteuid() != 0:
         raise SandboxUnavailable(
-            "cannot sandbox the grading kernels: grading must run as root to switch each kernel to its "
+            "cannot sandbox the learners' code: grading must run as root to switch each sandbox to its "
             f"own unprivileged uid (RLIMIT_NPROC is per uid). Run as root, or pass {OVERRIDE_FLAG}.")
     with tempfile.TemporaryDirectory(prefix="coursegrade-probe-") as tmp:
-        runtime = Path(tmp, "run")
-        runtime.mkdir()
-        work = Path(tmp, "work")
-        work.mkdir()
-        os.chown(work, 60000, 60000)
-        policy = default_policy(Path(tmp), Path(tmp), runtime, uid=60000)
-        argv = wrap_command(policy, str(work), [sys.executable, "-c", "import os; print(os.getuid())"])
+        os.chmod(tmp, 0o755)
+        argv = command(Path(tmp), 60000, Limits())
+        argv[argv.index("-I") + 1:] = ["-c", "import os; print(os.getuid())"]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except OSError as exc:
             proc = subprocess.CompletedProcess(argv, 1, "", str(exc))
         if proc.returncode != 0 or proc.stdout.strip() != "60000":
             raise SandboxUnavailable(
-                f"cannot sandbox the grading kernels: bubblewrap failed here ({proc.stderr.strip()[-300:]}). "
+                f"cannot sandbox the learners' code: bubblewrap failed here ({proc.stderr.strip()[-300:]}). "
                 f"Fix it (user namespaces, /proc mounts...) or pass {OVERRIDE_FLAG} to grade without a sandbox.")
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 3 or argv[1] != "--":
-        sys.exit("usage: python -m coursegrade.sandbox POLICY.json -- COMMAND...")
-    launch(argv[0], argv[2:])
-
-
-if __name__ == "__main__":
-    main()

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+
+# Control characters, line and paragraph separators, bidirectional overrides: text from a submission
+# (an exception's class name, a cell id) must not redraw or forge rows of the instructor's table.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text, limit: int = 300) -> str:
+    """Text from a submission as it may appear in a summary: one line, no control characters, bounded."""
+    return _CONTROL.sub("?", str(text).replace("\n", " "))[:limit]
 
 
 class Progress:
@@ -46,7 +56,7 @@ def table(rows: list[dict]) -> str:
         score = f"{r['score']:g}/{r['max_score']:g}"
         if r.get("manual"):
             score += " (manual)"
-        lines.append((r["student"], r["assignment"], score, r.get("reason") or ""))
+        lines.append((clean(r["student"], 64), clean(r["assignment"], 64), score, clean(r.get("reason") or "", 500)))
     widths = [max(len(line[i]) for line in lines) for i in range(3)]
     out = []
     for k, line in enumerate(lines):
