@@ -12,6 +12,8 @@ A page fails when, at either width:
   sticks out of the column, or its content is scrolled or cut inside it);
 * an image does not load (or the server answers 4xx/5xx to anything the page requests, e.g. a favicon);
 * the browser's console shows an error;
+* a display equation has to be shrunk to fit the column at 1280 px, or below half its size at 400 px
+  (chapters/_static/book.js scales wide equations down rather than let them be cut off);
 * math is left untypeset (a ``.math`` element without MathJax output, a MathJax error, or raw TeX
   delimiters in the visible text).
 
@@ -92,6 +94,9 @@ for (const el of col.querySelectorAll('.math')) {
 }
 for (const el of col.querySelectorAll('mjx-merror')) {
   raw.push('MathJax error: ' + (el.getAttribute('data-mjx-error') || el.textContent).slice(0, 70));
+}
+for (const el of col.querySelectorAll('mjx-assistive-mml mtext')) {      // \text{max\_norm} shows "\_"
+  if (el.textContent.includes('\\')) raw.push('backslash in typeset text: ' + el.textContent.slice(0, 70));
 }
 const walker = document.createTreeWalker(col, NodeFilter.SHOW_TEXT);
 const skip = 'pre, code, script, style, mjx-container, .highlight, textarea';
@@ -265,6 +270,25 @@ def test_nothing_is_wider_than_its_column(pages_scan):
     assert wide == [], f"{len(wide)} blocks are cut off:\n" + "\n".join(wide)
 
 
+# The book's script scales a display equation down to the column when it is wider. At the desktop width
+# none may need it (long ones are split with aligned/gathered); on a phone none may shrink below half size,
+# where indices and fractions become hard to read.
+MIN_PHONE_SCALE = 0.5
+
+
+def test_no_equation_is_shrunk_at_desktop_width(pages_scan):
+    shrunk = [f"{page}: scaled to {scale:.0%}: {tex!r}"
+              for page, by_width in pages_scan.items() for scale, tex in by_width[WIDTHS[0]]["scaled"]]
+    assert shrunk == [], "split these equations (aligned, gathered):\n" + "\n".join(shrunk)
+
+
+def test_equations_stay_readable_on_a_phone(pages_scan):
+    small = [f"{page}: scaled to {scale:.0%}: {tex!r}"
+             for page, by_width in pages_scan.items() for scale, tex in by_width[WIDTHS[1]]["scaled"]
+             if scale < MIN_PHONE_SCALE]
+    assert small == [], "split these equations (aligned, gathered):\n" + "\n".join(small)
+
+
 def test_every_image_loads(pages_scan):
     broken = findings(pages_scan, "broken") + findings(pages_scan, "http")
     assert broken == [], "\n".join(broken)
@@ -291,6 +315,7 @@ wide_code = [{"x": 1}] + [""" + ", ".join(str(i) for i in range(60)) + """]</pre
 <div class="math notranslate nohighlight">\\[\\frac{a}{b} = """ + " + ".join(f"x_{{{i}}}" for i in range(40)) + """\\]</div>
 <p>An equation left as raw TeX: \\(x^2\\)</p>
 <div class="math notranslate nohighlight">\\[\\frac{1}\\]</div>
+<p>Typeset, but with a visible backslash: <span class="math notranslate nohighlight">\\(\\text{max\\_norm}\\)</span></p>
 <script>console.error("an error on purpose");</script>
 """
 
@@ -324,3 +349,4 @@ def test_the_scan_catches_each_kind_of_problem(book, browser, tmp_path):
         assert any("an error on purpose" in m for m in found["console"]), found["console"]
         assert any(r.startswith("raw TeX") and "x^2" in r for r in found["raw"]), found["raw"]
         assert any(r.startswith("MathJax error") for r in found["raw"]), found["raw"]
+        assert any(r.startswith("backslash in typeset text") for r in found["raw"]), found["raw"]
