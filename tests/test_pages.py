@@ -12,6 +12,7 @@ A page fails when, at either width:
   sticks out of the column, or its content is scrolled or cut inside it);
 * an image does not load (or the server answers 4xx/5xx to anything the page requests, e.g. a favicon);
 * the browser's console shows an error;
+* a figure has no number ("Fig. 2.3"), no caption or no alt text;
 * a display equation has to be shrunk to fit the column at 1280 px, or below half its size at 400 px
   (chapters/_static/book.js scales wide equations down rather than let them be cut off);
 * math is left untypeset (a ``.math`` element without MathJax output, a MathJax error, or raw TeX
@@ -84,6 +85,15 @@ const scaled = [];
 for (const el of col.querySelectorAll('mjx-container[data-fit-scale]')) {
   scaled.push([parseFloat(el.dataset.fitScale), snippet(el)]);
 }
+const figures = [];
+for (const img of col.querySelectorAll('img')) {
+  const figure = img.closest('figure');
+  const number = figure && figure.querySelector('figcaption .caption-number');
+  const caption = figure && figure.querySelector('figcaption');
+  figures.push({src: img.getAttribute('src'), alt: img.getAttribute('alt') || '',
+                number: number ? number.textContent.trim() : '',
+                caption: caption ? caption.textContent.replace(/\s+/g, ' ').trim() : ''});
+}
 const broken = [];
 for (const img of document.querySelectorAll('img')) {
   if (!img.complete || img.naturalWidth === 0) broken.push(img.getAttribute('src'));
@@ -107,7 +117,7 @@ for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   const m = n.textContent.match(tex);
   if (m) raw.push('raw TeX: ' + n.textContent.trim().slice(0, 70));
 }
-return {column: Math.round(c.width), wide: wide, scaled: scaled, broken: broken, raw: raw,
+return {column: Math.round(c.width), wide: wide, scaled: scaled, figures: figures, broken: broken, raw: raw,
         mathjax: !!(window.MathJax && MathJax.startup), nmath: col.querySelectorAll('.math').length};
 """
 
@@ -287,6 +297,21 @@ def test_equations_stay_readable_on_a_phone(pages_scan):
              for page, by_width in pages_scan.items() for scale, tex in by_width[WIDTHS[1]]["scaled"]
              if scale < MIN_PHONE_SCALE]
     assert small == [], "split these equations (aligned, gathered):\n" + "\n".join(small)
+
+
+def test_every_figure_has_a_number_a_caption_and_alt_text(pages_scan):
+    problems, count = [], 0
+    for page, by_width in pages_scan.items():
+        for fig in by_width[WIDTHS[0]]["figures"]:
+            count += 1
+            if not re.fullmatch(r"Fig\. \d+\.\d+", fig["number"]):
+                problems.append(f"{page}: {fig['src']} has no figure number (got {fig['number']!r})")
+            if len(fig["caption"]) - len(fig["number"]) < 40:
+                problems.append(f"{page}: {fig['src']} has no caption that says what to see: {fig['caption']!r}")
+            if len(fig["alt"]) < 20 or re.search(r"\.(png|svg|jpe?g)$", fig["alt"]):
+                problems.append(f"{page}: {fig['src']} has no alt text (alt={fig['alt']!r})")
+    assert count >= 20, f"only {count} figures found in the book"
+    assert problems == [], "\n".join(problems)
 
 
 def test_every_image_loads(pages_scan):

@@ -244,3 +244,29 @@ def test_plot_seed_curves_draws_median_and_range_over_seeds():
         plot_seed_curves([1, 2], {})
     with pytest.raises(ValueError, match="plot_seed_curves: predicted\\['a'\\] must have the shape of x"):
         plot_seed_curves([1, 2], {"a": np.ones((1, 2))}, predicted={"a": np.ones(3)})
+
+
+def test_book_style_tells_overlapping_curves_apart_and_draws_predictions_on_top():
+    """The book's one figure style: each curve its own colour and line style (dashes are for predictions),
+    predictions drawn above the measurements with a white outline, legends without a frame."""
+    from stablegrad.plotting import BOOK_STYLE, plot_layer_bands, use_book_style
+
+    with matplotlib.rc_context():
+        use_book_style()                                   # outside IPython: the rcParams only
+        for key, value in BOOK_STYLE.items():
+            if key != "axes.prop_cycle":
+                assert plt.rcParams[key] == matplotlib.rcParams.validate[key](value), key
+        band = np.tile(np.array([[0.5], [1.0], [2.0]]), (1, 5))
+        fig, _ = plot_layer_bands({"a": band, "b": band, "c": band},      # three identical curves
+                                  predicted={"a": np.ones(5), "b": np.ones(5)})
+        lines = _lines(fig.axes[0])
+        measured = [lines[k] for k in "abc"]
+        assert len({(ln.get_color(), ln.get_linestyle()) for ln in measured}) == 3
+        assert len({ln.get_linestyle() for ln in measured}) == 3, "identical curves must differ in line style"
+        assert "--" not in {ln.get_linestyle() for ln in measured}, "dashes are reserved for predictions"
+        for key in ("a (predicted)", "b (predicted)"):
+            assert lines[key].get_linestyle() == "--"
+            assert lines[key].get_zorder() > max(ln.get_zorder() for ln in measured)
+            assert lines[key].get_path_effects(), "a prediction is outlined so it shows on top of its curve"
+        assert fig.axes[0].get_legend().get_frame_on() is False
+    assert plt.rcParams["legend.frameon"] == matplotlib.rcParamsDefault["legend.frameon"]

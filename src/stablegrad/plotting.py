@@ -13,14 +13,22 @@ under the axis name (``"layer"``, ``"epoch"``, ``"step"``, ``"z"``,
 ``data``. Nothing here calls ``plt.show()``; pass ``ax=`` to draw into an
 existing axes, otherwise a new figure is created with pyplot (so Jupyter
 displays it).
+
+The book's figure style lives here and only here: ``use_book_style()``, called
+once at the top of each chapter, applies ``BOOK_STYLE`` (type sized for a
+688-pixel text column, legends inside the axes without a frame, a colour and
+line-style cycle so that curves that overlap stay visible, dashes reserved for
+predictions) and makes Jupyter's inline backend emit high-DPI ("retina") PNGs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import matplotlib.patheffects as path_effects
 import matplotlib.pyplot as plt
 import numpy as np
+from cycler import cycler
 
 from stablegrad._validate import as_float_array, check_choice, check_int
 from stablegrad.activations import get_activation
@@ -29,10 +37,54 @@ __all__ = [
     "plot_curves", "plot_layer_gradients", "plot_gradient_history", "plot_training_curves",
     "plot_activation_and_derivative", "plot_activation", "plot_saturation_curve",
     "plot_decision_boundary", "plot_activation_histograms", "plot_timings",
-    "plot_layer_bands", "plot_step_errors", "plot_seed_curves",
+    "plot_layer_bands", "plot_step_errors", "plot_seed_curves", "BOOK_STYLE", "use_book_style",
 ]
 
 _FIGSIZE = (6.4, 4.0)
+
+# The book's figures. A figure is shown at most 688 CSS pixels wide (the text column at 1280 px) and at
+# 100 dpi an inch is 100 pixels, so a 6.4-inch figure is shown at its own size and a two-panel figure is
+# at most 9 inches wide (shown at 76%): 11-point type stays above 11 pixels. Solid, dash-dot and dotted
+# lines with distinct colours (Okabe-Ito, legible to colour-blind readers) tell overlapping curves apart;
+# plain dashes are left for predictions, which are drawn on top with a white outline (_PREDICTED).
+BOOK_STYLE = {
+    "figure.figsize": _FIGSIZE,
+    "figure.dpi": 100,
+    "font.size": 11,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.frameon": False,
+    "legend.loc": "best",
+    "lines.linewidth": 1.8,
+    "lines.markersize": 5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": (cycler(color=["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+                                      "#000000", "#F0E442"])
+                        + cycler(linestyle=["-", "-.", ":", "-", "-.", ":", "-", "-."])),
+    "savefig.bbox": "tight",
+}
+
+# A prediction: dashed, above the measured curves, outlined in white so it shows where it lies on one.
+_PREDICTED = {"linestyle": "--", "zorder": 3,
+              "path_effects": [path_effects.withStroke(linewidth=3.5, foreground="white")]}
+
+
+def use_book_style() -> None:
+    """Apply ``BOOK_STYLE`` to matplotlib and, inside IPython, switch inline figures to high-DPI PNG."""
+    plt.rcParams.update(BOOK_STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:            # plain Python: the rcParams are all there is to set
+        return
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        set_matplotlib_formats("retina")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -98,7 +150,7 @@ def _draw_median_bands(ax, x_of, bands, pred, *, markersize, alpha, legend_label
     for label, y in pred.items():
         key = f"{label} (predicted)"
         data[key] = _finite(y)
-        ax.plot(x_of(y), data[key], linestyle="--", color=colours.get(label), label=key)
+        ax.plot(x_of(y), data[key], color=colours.get(label), label=key, **_PREDICTED)
     return data
 
 
@@ -192,7 +244,7 @@ def plot_layer_gradients(values_by_label, ylabel: str = "mean |dL/dW|", logy: bo
     for label, y in pred.items():
         key = f"{label} (predicted)"
         data[key] = _finite(y)
-        ax.plot(np.arange(1, y.size + 1), data[key], linestyle="--", color=colours.get(label), label=key)
+        ax.plot(np.arange(1, y.size + 1), data[key], color=colours.get(label), label=key, **_PREDICTED)
     longest = max(y.size for y in list(series.values()) + list(pred.values()))
     if longest <= 25:
         ax.set_xticks(np.arange(1, longest + 1))
@@ -634,7 +686,7 @@ def plot_step_errors(eps, errors_by_label, *, predicted=None, ylabel: str = "err
     for label, y in pred.items():
         key = f"{label} (predicted)"
         data[key] = positive(y)
-        ax.plot(data["eps"], data[key], linestyle="--", color=colours.get(label), label=key)
+        ax.plot(data["eps"], data[key], color=colours.get(label), label=key, **_PREDICTED)
     ax.set_xscale("log")
     _finish(ax, xlabel=r"step $\varepsilon$", ylabel=ylabel, title=title, logy=True)
     return fig, data
