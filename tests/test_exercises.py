@@ -1,14 +1,14 @@
-"""Every exercise, end to end through the real nbgrader pipeline.
+"""Every exercise, end to end through the real grading pipeline (``course grade``, nbgrader's gradebook and feedback).
 
 For each ``solutions/<id>/<id>.ipynb`` with a ``tests/mutants/<id>.py``:
 
 - the committed release ``exercises/<id>/`` is what ``nbgrader generate_assignment``
   produces from ``solutions/`` today (cell types, sources, nbgrader metadata);
 - the release holds no solution and no hidden test; every test cell is locked;
-- autograding (one nbgrader run for all scratch students) gives the solution
-  full marks, the untouched release 0, and every mutant that needs a kernel
-  (delegation, tampering, timeouts) 0 on the cell it targets while its other
-  cells keep full marks;
+- grading for real (one sandboxed ``course grade`` run for all scratch students)
+  gives the solution full marks, the untouched release 0, and every mutant that
+  needs the sandbox (delegation, tampering) 0 on the cell it targets while its
+  other cells keep full marks;
 - every catalogue mistake, executed against the real test cells (hidden tests
   included) in a forked process, fails its own cell with a message naming it
   and passes the others;
@@ -105,14 +105,15 @@ class Graded:
         ]
         for student in self.students:
             course.submit(student.id, assignment, student.notebook, release=False)
-        # One process, three nbgrader applications: release (fills the gradebook), one autograde run for
-        # every student, feedback.
-        course.steps(["generate_assignment", assignment, "--force"], ["autograde", assignment, "--force"],
-                     ["generate_feedback", assignment, "--force"])
+        # The real grading path: release (fills the gradebook), then `course grade` (sandboxed learners,
+        # tests run by the grader, nbgrader's feedback pages).
         self.generated = course.release(assignment)
+        proc = grading.run_course(course, "grade", assignment, "--force", "--jobs", "2")
+        if proc.returncode != 0:
+            pytest.fail(f"course grade failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         self.scores = course.scores(assignment)
         self.feedback = course.feedback(assignment, generate=False)
-        self.log = "\n".join(course.log)
+        self.log = "\n".join(course.log) + proc.stdout
 
     def student_of(self, mutant: grading.Mutant) -> grading.Student:
         return next(s for s in self.students if mutant in s.mutants)

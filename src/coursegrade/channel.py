@@ -24,6 +24,8 @@ import subprocess
 import time
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
+
 from stablegrad.checking.encoding import EncodingError, decode, encode
 from stablegrad.checking.guard import Outcome, Raised
 
@@ -70,6 +72,7 @@ class LearnerProcess:
         self.proc: subprocess.Popen | None = None
         self.cell_errors: list = []
         self.gone: LearnerGone | None = None
+        self._kept: dict[int, tuple] = {}
 
     # -- life cycle
     def start(self, attempts: int = 2) -> None:
@@ -154,6 +157,16 @@ class LearnerProcess:
             raise LearnerGone("corrupt reply", "the learner's process wrote something that is not a reply")
         return reply
 
+    def _generator_tokens(self, args) -> list:
+        """One token per Generator argument: the same grader-side generator is the same object on the learner's
+        side across calls (a function that keeps a reference to ``rng`` sees it again, as in a notebook)."""
+        tokens = []
+        for a in args:
+            if isinstance(a, np.random.Generator):
+                self._kept.setdefault(id(a), (a, len(self._kept)))   # holding ``a`` keeps its id unique
+                tokens.append(self._kept[id(a)][1])
+        return tokens
+
     def _died(self) -> LearnerGone:
         code = self.proc.wait(timeout=10) if self.proc else None
         if code is not None and code < 0 and -code == signal.SIGKILL:
@@ -161,12 +174,13 @@ class LearnerProcess:
         return LearnerGone("killed kernel", f"the process exited (status {code})")
 
     def call(self, name: str, args: tuple, kwargs: Mapping, names: Sequence[str],
-             substitute: Mapping[str, Callable] | None) -> Outcome:
+             substitute: Mapping[str, Callable] | None, copy_inputs: bool = True) -> Outcome:
         self.ensure()
         try:
             request = {"op": "call", "name": name, "args": encode(tuple(args), "the inputs"),
                        "kwargs": encode(dict(kwargs), "the inputs"), "names": list(names),
-                       "substitute": {k: f"{f.__module__}:{f.__qualname__}" for k, f in (substitute or {}).items()}}
+                       "substitute": {k: f"{f.__module__}:{f.__qualname__}" for k, f in (substitute or {}).items()},
+                       "copy": copy_inputs, "generators": self._generator_tokens(args)}
         except EncodingError as exc:   # a check's own input: the course's bug, not the learner's
             raise RuntimeError(f"a case for {name} cannot be sent to the sandbox: {exc}") from None
         try:
@@ -211,8 +225,8 @@ class RemoteFunction:
         self.__name__ = self.__qualname__ = name
         self.process = process
 
-    def remote_outcome(self, args, kwargs, names=(), substitute=None) -> Outcome:
-        return self.process.call(self.__name__, args, kwargs or {}, names, substitute)
+    def remote_outcome(self, args, kwargs, names=(), substitute=None, copy_inputs=True) -> Outcome:
+        return self.process.call(self.__name__, args, kwargs or {}, names, substitute, copy_inputs)
 
     def __call__(self, *args, **kwargs):
         outcome = self.remote_outcome(args, kwargs)

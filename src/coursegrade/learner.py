@@ -32,6 +32,7 @@ import sys
 
 MAX_STDOUT = 64 * 1024   # per cell; the rest is dropped
 _MAGIC = re.compile(r"^(\s*)[%!].*$", re.MULTILINE)
+_GENERATORS = {}   # token -> the Generator that stands for one generator of the grader's
 _DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                 ast.AnnAssign)
 
@@ -78,7 +79,7 @@ def _resolve(qualified: str):
 
 
 def call(request, namespace) -> dict:
-    import stablegrad.checking.records  # noqa: F401 - registers the callables cases pass
+    importlib.import_module("stablegrad.checking.records")   # registers the callables that cases pass
     from stablegrad.checking.encoding import EncodingError, decode, encode
     from stablegrad.checking.guard import run_learner
 
@@ -87,10 +88,18 @@ def call(request, namespace) -> dict:
     if not callable(func):
         return {"raised": ["NameError", ["builtins.NameError", "builtins.Exception"],
                            f"name {request['name']!r} is not defined as a function", ""]}
+    import numpy as np
+
+    args = list(args)
+    positions = [i for i, a in enumerate(args) if isinstance(a, np.random.Generator)]
+    for i, token in zip(positions, request.get("generators") or ()):
+        kept = _GENERATORS.setdefault(token, args[i])     # the grader's same generator: the same object here
+        kept.bit_generator.state = args[i].bit_generator.state
+        args[i] = kept
     substitute = {k: _resolve(v) for k, v in (request.get("substitute") or {}).items()}
     sys.stdout = sys.stderr = _Capped()
-    outcome = run_learner(func, args, kwargs, names=tuple(request.get("names") or ()), substitute=substitute,
-                          copy_inputs=True)
+    outcome = run_learner(func, tuple(args), kwargs, names=tuple(request.get("names") or ()),
+                          substitute=substitute, copy_inputs=bool(request.get("copy", True)))
     reply = {"raised": list(outcome.raised) if outcome.raised else None, "modified": list(outcome.modified),
              "shared": list(outcome.shared), "warnings": list(outcome.warnings), "global_rng": outcome.global_rng,
              "generators": encode(list(outcome.generators))}

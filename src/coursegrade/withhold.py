@@ -43,6 +43,9 @@ class WithheldError(RuntimeError):
         super().__init__(f"{name} is withheld while {graded} is graded")
         self.name, self.graded = name, graded
 
+    def __reduce__(self):   # pickled by a forked child (os.fork, multiprocessing) and raised in its parent
+        return type(self), (self.name, self.graded)
+
 
 def withheld(name: str, graded: str):
     raise WithheldError(name, graded)

@@ -162,7 +162,8 @@ def run_learner(func: Callable, args: tuple, kwargs: Mapping | None = None, *,
         ``{"forward_variance": reference}``.
     """
     if hasattr(type(func), "remote_outcome"):   # the learner's function runs in another process (coursegrade)
-        outcome = func.remote_outcome(args, dict(kwargs or {}), names=names, substitute=substitute)
+        outcome = func.remote_outcome(args, dict(kwargs or {}), names=names, substitute=substitute,
+                                      copy_inputs=copy_inputs)
         if not copy_inputs:   # the caller's own generators continue where the learner's copies stopped
             given = [a for a in (*args, *(kwargs or {}).values()) if isinstance(a, np.random.Generator)]
             for generator, state in zip(given, outcome.generators):
