@@ -79,3 +79,42 @@ def test_check_fails_and_names_the_failing_test(course):
     assert "This matches a common mistake" in proc.stdout  # the checker's message, not a bare error
     assert "ok    test_numerical_gradient" in proc.stdout
     assert _check(course, b"{ not json").returncode == 2
+
+
+def test_check_fails_when_the_kernel_dies_in_the_last_test_cell(course):
+    release = nbformat.read(grading.REPO_ROOT / "exercises" / A / f"{A}.ipynb", as_version=4)
+    answers = {**grading.perfect_answers(course.source(A)), "chain_gradient_norms": (
+        "import os\n\ndef chain_gradient_norms(x, params, activation, dout=None):\n    os._exit(1)\n")}
+    proc = _check(course, grading.fill(release, answers))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL  test_chain_gradient_norms" in proc.stdout
+    assert "ok    test_stack_backward" in proc.stdout
+
+
+def test_collect_follows_no_symlink(course, tmp_path):
+    """A linked student or assignment folder, notebook or timestamp is skipped with its reason."""
+    release = nbformat.read(grading.REPO_ROOT / "exercises" / A / f"{A}.ipynb", as_version=4)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("2026-01-01 00:00:00 root only")
+    secret.chmod(0o600)
+    inbox = tmp_path / "inbox"
+    (inbox / "erin" / A).mkdir(parents=True)
+    nbformat.write(release, inbox / "erin" / A / f"{A}.ipynb")
+    (inbox / "erin" / A / "timestamp.txt").symlink_to(secret)
+    (inbox / "frank").mkdir()
+    (inbox / "frank" / A).symlink_to(course.path / "solutions" / A)              # the solutions, as a submission
+    (inbox / "gina" / A).mkdir(parents=True)
+    (inbox / "gina" / A / f"{A}.ipynb").symlink_to(inbox / "erin" / A / f"{A}.ipynb")
+    (inbox / "hank").symlink_to(inbox / "erin")
+    submitted = course.path / "submitted"
+    before = {p for p in submitted.rglob("*")} if submitted.exists() else set()
+    proc = grading.run_course(course, "collect", str(inbox))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    made = {p for p in submitted.rglob("*")} - before
+    assert {p.relative_to(submitted).as_posix() for p in made if p.is_file()} == {f"erin/{A}/{A}.ipynb"}
+    out = proc.stdout
+    assert f"frank/{A}: a symlink" in out
+    assert f"gina/{A}: {A}.ipynb is not a regular file" in out
+    assert "hank: a symlink" in out
+    assert f"erin/{A}/timestamp.txt: timestamp.txt is not a regular file" in out
+    assert not any(p.is_symlink() for p in submitted.rglob("*"))

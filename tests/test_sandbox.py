@@ -10,10 +10,8 @@ answers may use.
 from __future__ import annotations
 
 import ast
-import inspect
 import json
 import os
-import textwrap
 import subprocess
 import sys
 from pathlib import Path

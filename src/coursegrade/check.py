@@ -36,10 +36,15 @@ def check(path: Path, timeout: int = 300, stream=sys.stdout) -> int:
     client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
                             extra_arguments=["--InteractiveShell.xmode=Minimal"],
                             resources={"metadata": {"path": str(Path(path).resolve().parent)}})
+    stopped = None
     try:
         client.execute()
     except Exception as exc:  # noqa: BLE001 - a dead kernel, a cell timeout
-        print(f"execution stopped: {type(exc).__name__}: {exc}", file=stream)
+        stopped = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        print(f"execution stopped: {stopped}", file=stream)
+    ran = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count") is not None]
+    # the cell that was running when execution stopped did not pass, whatever it printed before
+    interrupted = ran[-1] if stopped and ran else None
     tests, failed = 0, []
     for cell in nb.cells:
         meta = _meta(cell)
@@ -50,7 +55,10 @@ def check(path: Path, timeout: int = 300, stream=sys.stdout) -> int:
         if meta.get("grade") and not meta.get("solution"):
             tests += 1
             ran = cell.get("execution_count") is not None
-            if errors or not ran:
+            if cell is interrupted:
+                failed.append(name)
+                print(f"FAIL  {name}\n      execution stopped in this cell ({stopped})", file=stream)
+            elif errors or not ran:
                 failed.append(name)
                 why = _message(errors[-1]) if errors else "not run (an earlier cell stopped the notebook)"
                 print(f"FAIL  {name}\n      " + why.replace("\n", "\n      "), file=stream)
@@ -61,8 +69,9 @@ def check(path: Path, timeout: int = 300, stream=sys.stdout) -> int:
     if not tests:
         print(f"{path}: no graded test cells found", file=stream)
         return 2
-    if failed:
-        print(f"{len(failed)} of {tests} visible tests failed: {', '.join(failed)}", file=stream)
+    if failed or stopped:
+        print(f"{len(failed)} of {tests} visible tests failed: {', '.join(failed)}"
+              + (f" (execution stopped: {stopped})" if stopped else ""), file=stream)
         return 1
     print(f"all {tests} visible tests passed (the grader also runs hidden tests)", file=stream)
     return 0
