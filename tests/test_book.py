@@ -334,7 +334,7 @@ def fixture_book(tmp_path_factory) -> Path:
     """A tiny book with the real _config.yml: one chapter notebook, and an exercise whose cell raises."""
     path = tmp_path_factory.mktemp("fixture_book")
     shutil.copy2(ROOT / "_config.yml", path / "_config.yml")
-    for assets in ("_static", "_root"):                  # the stylesheet, script and icons the config names
+    for assets in ("_static", "_root", "_ext"):     # the stylesheet, script, icons and extension it names
         shutil.copytree(ROOT / "chapters" / assets, path / "chapters" / assets)
     (path / "chapters" / "intro.md").write_text("# Fixture\n\nA fixture book.\n")
     nbformat.write(make_notebook([("md", "# Good chapter"), ("code", "print(6 * 7)")]),

@@ -16,7 +16,8 @@ A page fails when, at either width:
 * a display equation has to be shrunk to fit the column at 1280 px, or below half its size at 400 px
   (chapters/_static/book.js scales wide equations down rather than let them be cut off);
 * math is left untypeset (a ``.math`` element without MathJax output, a MathJax error, or raw TeX
-  delimiters in the visible text).
+  delimiters in the visible text, a backslash in typeset text), or a visible listing shows a docstring's
+  reST markup (``.. math::``, ``:func:``; the ``listing`` directive keeps docstrings in a closed dropdown).
 
 ``test_the_scan_catches_each_kind_of_problem`` runs the same scan on a page broken on purpose, so every
 check above is shown to fail when it should.
@@ -107,6 +108,11 @@ for (const el of col.querySelectorAll('mjx-merror')) {
 }
 for (const el of col.querySelectorAll('mjx-assistive-mml mtext')) {      // \text{max\_norm} shows "\_"
   if (el.textContent.includes('\\')) raw.push('backslash in typeset text: ' + el.textContent.slice(0, 70));
+}
+for (const pre of col.querySelectorAll('pre')) {          // a docstring's reST shown as code
+  if (!pre.getClientRects().length || pre.closest('details:not([open])')) continue;  // one click away: fine
+  const m = pre.textContent.match(/^\s*\.\. (math|note|warning)::|:(func|class|meth|math):`/m);
+  if (m) raw.push('raw reST in a listing: ' + m[0].trim());
 }
 const walker = document.createTreeWalker(col, NodeFilter.SHOW_TEXT);
 const skip = 'pre, code, script, style, mjx-container, .highlight, textarea';
@@ -341,6 +347,11 @@ wide_code = [{"x": 1}] + [""" + ", ".join(str(i) for i in range(60)) + """]</pre
 <p>An equation left as raw TeX: \\(x^2\\)</p>
 <div class="math notranslate nohighlight">\\[\\frac{1}\\]</div>
 <p>Typeset, but with a visible backslash: <span class="math notranslate nohighlight">\\(\\text{max\\_norm}\\)</span></p>
+<div class="highlight"><pre>def f(x):
+    &quot;&quot;&quot;Square.
+
+    .. math:: f(x) = x^2
+    &quot;&quot;&quot;</pre></div>
 <script>console.error("an error on purpose");</script>
 """
 
@@ -375,3 +386,4 @@ def test_the_scan_catches_each_kind_of_problem(book, browser, tmp_path):
         assert any(r.startswith("raw TeX") and "x^2" in r for r in found["raw"]), found["raw"]
         assert any(r.startswith("MathJax error") for r in found["raw"]), found["raw"]
         assert any(r.startswith("backslash in typeset text") for r in found["raw"]), found["raw"]
+        assert any(r.startswith("raw reST in a listing") for r in found["raw"]), found["raw"]
