@@ -199,11 +199,10 @@ def _outcome(reply: dict) -> Outcome:
         raise RuntimeError(f"the grader could not call the function: {str(reply['failed'])[:200]}")
     raised = reply.get("raised")
     if raised is not None:
-        try:
-            kind, mro, message, where = (str(raised[0]), tuple(str(c) for c in raised[1]), str(raised[2]),
-                                         str(raised[3]))
-        except (TypeError, IndexError, KeyError):
+        if not (isinstance(raised, list) and len(raised) == 4 and isinstance(raised[1], list)
+                and all(isinstance(r, str) for r in (raised[0], raised[2], raised[3], *raised[1]))):
             return Outcome(value=Unreadable("a malformed exception"))
+        kind, mro, message, where = raised[0], tuple(raised[1]), raised[2], raised[3]
         if WITHHELD_ERROR in mro:
             return Outcome(delegated=message.split(" ", 1)[0])
         return Outcome(raised=Raised(kind[:200], mro, message[:2000], where[:300]))

@@ -137,10 +137,12 @@ def parse(data: bytes) -> tuple[nbformat.NotebookNode | None, str]:
             return None, "corrupt file (not a notebook)"
         if len(raw["cells"]) > MAX_CELLS:
             return None, f"too many cells ({len(raw['cells'])}; the limit is {MAX_CELLS})"
+        if not all(isinstance(c, dict) for c in raw["cells"]):
+            return None, "corrupt file (a cell that is not a notebook cell)"
         nb = nbformat.from_dict(raw)
         if nb.get("nbformat") != 4:
             nb = nbformat.reads(json.dumps(raw), as_version=4)
-    except (ValueError, RecursionError, TypeError, KeyError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever fails to read is a corrupt file, never a crash
         return None, f"corrupt file ({type(exc).__name__})"
     for cell in nb.cells:
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
@@ -189,6 +191,39 @@ def structure_notes(assignment: Assignment, nb) -> list[str]:
 
 def _normal(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().split("\n"))
+
+
+def _body_shape(fn_node) -> str:
+    body = fn_node.body[1:] if ast.get_docstring(fn_node) is not None else fn_node.body
+    return ast.dump(ast.Module(body=body, type_ignores=[]), annotate_fields=False)
+
+
+def copied_references(assignment: Assignment, nb) -> list[str]:
+    """Answers whose function body is the package's reference, statement for statement (comments,
+    docstrings and formatting aside): a flag for the instructor to look at, never a score."""
+    import inspect
+    import textwrap
+
+    flagged = []
+    functions = assignment.functions()
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code" or _gid(cell) not in assignment.answers:
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            decl = functions.get(getattr(node, "name", None))
+            if not isinstance(node, ast.FunctionDef) or decl is None:
+                continue
+            try:
+                reference = ast.parse(textwrap.dedent(inspect.getsource(decl.reference))).body[0]
+            except (OSError, TypeError, SyntaxError, IndexError):
+                continue
+            if isinstance(reference, ast.FunctionDef) and _body_shape(reference) == _body_shape(node):
+                flagged.append(node.name)
+    return flagged
 
 
 def learner_cells(assignment: Assignment, nb) -> list[dict]:
@@ -267,6 +302,9 @@ def grade_notebook(assignment: Assignment, data: bytes, runner: Runner, salt: in
     if nb is None:
         return SubmissionResult(fatal=why)
     notes = structure_notes(assignment, nb)
+    copies = copied_references(assignment, nb)
+    if copies:
+        notes.append("copies the package's source (look at it): " + ", ".join(copies))
     cells = learner_cells(assignment, nb)
     processes: dict[str, LearnerProcess] = {}
     namespace: dict = {"__name__": "__grader__"}

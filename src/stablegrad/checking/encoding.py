@@ -109,6 +109,8 @@ def decode(data) -> Any:
             raise EncodingError(f"not a non-finite float: {body!r}")
         return float(body)
     if tag in ("array", "scalar"):
+        _expect(isinstance(body, dict) and isinstance(body.get("shape"), list) and isinstance(body.get("data"), str)
+                and isinstance(body.get("dtype"), str), "an array is a dtype, a shape and base64 data")
         dtype = np.dtype(body["dtype"])
         if dtype.kind not in "biuf":
             raise EncodingError(f"arrays of dtype {dtype} are not accepted")
@@ -119,8 +121,11 @@ def decode(data) -> Any:
         a = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
         return a if tag == "array" else a[()]
     if tag == "tuple":
+        _expect(isinstance(body, list), "a tuple is a list of values")
         return tuple(decode(v) for v in body)
     if tag == "dict":
+        _expect(isinstance(body, list) and all(isinstance(p, list) and len(p) == 2 for p in body),
+                "a dict is a list of [key, value] pairs")
         return {decode(k): decode(v) for k, v in body}
     if tag == "generator":
         state = decode(body)
@@ -131,14 +136,22 @@ def decode(data) -> Any:
         gen.state = state
         return np.random.Generator(gen)
     if tag in ("record", "named"):
+        _expect(isinstance(body, list) and len(body) == 2 and isinstance(body[0], str), "a record is [name, fields]")
         name, fields = body
         cls = RECORDS.get(name)
         if cls is None:
             raise EncodingError(f"{name!r} is not a registered record type")
         if tag == "named":
+            _expect(isinstance(fields, str), "a named record is a string")
             return _BY_NAME[cls][1](fields)
+        _expect(isinstance(fields, dict), "a record's fields are a dict")
         return cls(**{k: decode(v) for k, v in fields.items()})
     raise EncodingError(f"unknown tag {tag!r}")
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise EncodingError(f"not a valid encoding: {what}")
 
 
 def _register_package_records() -> None:

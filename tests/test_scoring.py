@@ -1,0 +1,123 @@
+"""Grading one submission as a function of its bytes: parsing limits, structure notes, the channel's
+replies, and a real (unsandboxed) grading run of crafted notebooks. The sandboxed runs are in
+test_zoo.py and test_exercises.py."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+
+import nbformat
+import pytest
+
+import grading
+from coursegrade import channel, scoring
+from stablegrad import layers
+
+pytestmark = pytest.mark.xdist_group("scoring")
+A = "ex01_chain_rule"
+
+
+@pytest.fixture(scope="module")
+def assignment():
+    return scoring.Assignment.load(grading.REPO_ROOT / "solutions" / A / f"{A}.ipynb")
+
+
+@pytest.fixture(scope="module")
+def release():
+    return nbformat.read(grading.REPO_ROOT / "exercises" / A / f"{A}.ipynb", as_version=4)
+
+
+def _bytes(nb) -> bytes:
+    return nbformat.writes(nb).encode()
+
+
+def test_sizes_are_checked_before_parsing():
+    assert "too large" in scoring.parse(b" " * (scoring.MAX_BYTES + 1))[1]
+    many = json.dumps({"cells": [{"cell_type": "raw", "source": "", "metadata": {}}] * (scoring.MAX_CELLS + 1),
+                       "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+    assert "too many cells" in scoring.parse(many)[1]
+    assert scoring.parse(b"{ not json")[1].startswith("corrupt file")
+    assert scoring.parse(b"[" * 100_000)[1].startswith("corrupt file")       # nesting: no crash
+    assert scoring.parse(json.dumps({"cells": [42]}).encode())[1].startswith("corrupt file")
+
+
+def test_structure_notes_name_deleted_duplicated_edited_and_relabelled_cells(assignment, release):
+    nb = grading.fill(release, grading.perfect_answers(assignment.source))
+    assert scoring.structure_notes(assignment, nb) == []
+    flipped = copy.deepcopy(nb)
+    for cell in flipped.cells:
+        if grading.grade_id(cell) == "test_stack_backward":
+            cell.metadata["nbgrader"]["grade"] = False
+        if grading.grade_id(cell) == "test_numerical_gradient":
+            cell.metadata["nbgrader"]["points"] = 100
+    assert scoring.structure_notes(assignment, flipped) == [
+        "tampered cells: test_stack_backward, test_numerical_gradient"]
+    gone = copy.deepcopy(nb)
+    gone.cells = [c for c in gone.cells if grading.grade_id(c) != "test_chain_gradient_norms"]
+    assert scoring.structure_notes(assignment, gone) == ["test cell deleted: test_chain_gradient_norms"]
+
+
+def test_the_sandbox_never_gets_a_test_cell_whatever_its_metadata(assignment, release):
+    nb = grading.fill(release, grading.perfect_answers(assignment.source))
+    for cell in nb.cells:
+        if grading.grade_id(cell) == "test_stack_backward":
+            cell.metadata["nbgrader"].update(grade=False, solution=True, locked=False)
+            cell.source = "EVIL = 1"
+    sources = [c["source"] for c in scoring.learner_cells(assignment, nb)]
+    assert not any("check_" in s or "EVIL" in s for s in sources)
+
+
+def test_a_copy_of_the_package_source_is_flagged(assignment, release):
+    answers = {**grading.perfect_answers(assignment.source), "stack_backward": inspect.getsource(layers.stack_backward)}
+    assert scoring.copied_references(assignment, grading.fill(release, answers)) == ["stack_backward"]
+    assert scoring.copied_references(assignment, grading.fill(release, grading.perfect_answers(assignment.source))) == []
+
+
+@pytest.mark.parametrize("reply", [
+    {"value": {"tuple": "nope"}}, {"value": {"array": {"dtype": "|O", "shape": [1], "data": ""}}},
+    {"raised": "not a list"}, {"value": {"record": ["os.system", {}]}}, {"generators": {"dict": 5}},
+])
+def test_malformed_replies_become_unreadable_values(reply):
+    outcome = channel._outcome(reply)
+    assert isinstance(outcome.value, channel.Unreadable) and outcome.raised is None
+
+
+def test_replies_decode_exceptions_withheld_calls_and_failures():
+    raised = channel._outcome({"raised": ["ValueError", ["builtins.ValueError"], "bad x", "line 3"]})
+    assert raised.raised.type == "ValueError" and raised.raised.where == "line 3"
+    withheld = channel._outcome({"raised": ["WithheldError", ["stablegrad._withheld.WithheldError"],
+                                            "stablegrad.layers.stack_backward is withheld while ...", ""]})
+    assert withheld.delegated == "stablegrad.layers.stack_backward"
+    with pytest.raises(RuntimeError, match="could not call"):
+        channel._outcome({"failed": "KeyboardInterrupt: "})
+
+
+def test_scores_come_from_return_values_only(assignment, release, tmp_path):
+    """Printing, raising after output, patching the checks and returning ndarray subclasses earn nothing."""
+    perfect = grading.perfect_answers(assignment.source)
+    sneaky = {**perfect,
+              "stack_backward": ("import numpy\nnumpy.testing.assert_allclose = lambda *a, **k: None\n"
+                                 "np.allclose = lambda *a, **k: True\n"
+                                 "class Zero(np.ndarray):\n"
+                                 "    def __array_ufunc__(self, *a, **k):\n        return np.zeros(1)\n"
+                                 "def stack_backward(dout, caches):\n"
+                                 "    print('10/10 all checks passed')\n"
+                                 "    return np.zeros((1, 1)).view(Zero), []\n"),
+              "numerical_gradient": ("import sys\n\ndef numerical_gradient(f, x, eps=1e-6):\n"
+                                     "    frame = sys._getframe()\n"
+                                     "    while frame is not None and 'expected' not in frame.f_locals:\n"
+                                     "        frame = frame.f_back\n"
+                                     "    return None if frame is None else frame.f_locals['expected']\n")}
+    runner = scoring.Runner(tmp_path, sandboxed=False, call_timeout=20, run_timeout=60)
+    try:
+        result = scoring.grade_notebook(assignment, _bytes(grading.fill(release, sneaky)), runner, salt=1)
+        good = scoring.grade_notebook(assignment, _bytes(grading.fill(release, perfect)), runner, salt=2)
+    finally:
+        runner.close()
+    scores = {c.grade_id: c.points for c in result.cells}
+    assert scores == {"test_stack_backward": 0.0, "test_numerical_gradient": 0.0, "test_chain_gradient_norms": 3.0}
+    assert good.score == 10.0 and not good.reasons
+    feedback = nbformat.writes(result.feedback_notebook)
+    assert "BEGIN HIDDEN TESTS" not in feedback and "_checks = fresh" not in feedback
