@@ -145,7 +145,12 @@ def test_config_declares_offline_cached_strict_build():
 def test_toc_lists_front_matter_chapters_and_exercises():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     captions = [part["caption"] for part in toc["parts"]]
-    assert captions == ["Start here", "Chapters", "Exercises"]
+    assert captions == ["Start here", "Chapters and their exercises"]
+    # each exercise right after its chapter (its one sub-page), so "Next" goes from a chapter to its exercise
+    for chapter in toc["parts"][1]["chapters"]:
+        number = re.match(r"chapters/(\d\d)_", chapter["file"]).group(1)
+        sections = [s["file"] for s in chapter.get("sections", [])]
+        assert len(sections) == 1 and sections[0].startswith(f"exercises/ex{number}_"), (chapter, sections)
     files = toc_files()
     for required in ("chapters/intro", "chapters/setup", "chapters/notation", "chapters/01_chain_rule",
                      "exercises/ex01_chain_rule/ex01_chain_rule"):
@@ -169,6 +174,20 @@ def test_every_toc_page_is_rendered_with_the_book_title(book):
         assert page.exists(), f"{f}.html was not built"
         assert "Taming Unstable Gradients" in page.read_text(encoding="utf-8")
     assert (book.html / "index.html").exists()
+
+
+def test_next_leads_from_each_chapter_to_its_exercise_and_on_to_the_next_chapter(book):
+    def next_page(page: Path) -> Path:
+        found = re.search(r'<a class="right-next"\s+href="([^"]+)"', page.read_text(encoding="utf-8"))
+        assert found, f"{page.name} has no Next link"
+        return (page.parent / found.group(1)).resolve()
+
+    chapters = [f for f in toc_files() if re.match(r"chapters/\d\d_", f)]
+    for i, chapter in enumerate(chapters):
+        exercise = next_page(book.html / f"{chapter}.html")
+        assert exercise.name.startswith(f"ex{chapter[9:11]}_"), (chapter, exercise)
+        if i + 1 < len(chapters):
+            assert next_page(exercise) == (book.html / f"{chapters[i + 1]}.html").resolve()
 
 
 def test_chapters_show_their_committed_figures(book):

@@ -9,8 +9,8 @@ shows ``_batchnorm_forward`` without its docstring (the numpydoc text, with its 
 reader; the chapter's prose already says what the function computes), then a closed dropdown "Full source"
 holding each object named by ``:full:`` (default: the ``:pyobject:`` itself) exactly as ``literalinclude``
 shows it, docstring and argument checks included. ``:start-at: text`` also leaves out the body before the
-first line containing ``text`` (the argument checks), with a ``...`` line in its place. The code is read from the package file at build time,
-so the book and the package cannot drift.
+first line containing ``text`` (the argument checks), with a ``...`` line in its place. The code is read
+from the package file at build time, so the book and the package cannot drift.
 """
 
 from __future__ import annotations
