@@ -12,7 +12,7 @@ A page fails when, at either width:
   sticks out of the column, or its content is scrolled or cut inside it);
 * an image does not load (or the server answers 4xx/5xx to anything the page requests, e.g. a favicon);
 * the browser's console shows an error;
-* a figure has no number ("Fig. 2.3"), no caption or no alt text;
+* a figure has no number ("Fig. 2.3"), no caption or no alt text; a page shows more than one search box;
 * a display equation has to be shrunk to fit the column at 1280 px, or below half its size at 400 px
   (chapters/_static/book.js scales wide equations down rather than let them be cut off);
 * math is left untypeset (a ``.math`` element without MathJax output, a MathJax error, or raw TeX
@@ -95,6 +95,8 @@ for (const img of col.querySelectorAll('img')) {
                 number: number ? number.textContent.trim() : '',
                 caption: caption ? caption.textContent.replace(/\s+/g, ' ').trim() : ''});
 }
+const searchBoxes = Array.from(document.querySelectorAll('.search-button-field, input[type="search"]'))
+  .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden').length;
 const broken = [];
 for (const img of document.querySelectorAll('img')) {
   if (!img.complete || img.naturalWidth === 0) broken.push(img.getAttribute('src'));
@@ -123,7 +125,7 @@ for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   const m = n.textContent.match(tex);
   if (m) raw.push('raw TeX: ' + n.textContent.trim().slice(0, 70));
 }
-return {column: Math.round(c.width), wide: wide, scaled: scaled, figures: figures, broken: broken, raw: raw,
+return {column: Math.round(c.width), wide: wide, scaled: scaled, figures: figures, search: searchBoxes, broken: broken, raw: raw,
         mathjax: !!(window.MathJax && MathJax.startup), nmath: col.querySelectorAll('.math').length};
 """
 
@@ -318,6 +320,13 @@ def test_every_figure_has_a_number_a_caption_and_alt_text(pages_scan):
                 problems.append(f"{page}: {fig['src']} has no alt text (alt={fig['alt']!r})")
     assert count >= 20, f"only {count} figures found in the book"
     assert problems == [], "\n".join(problems)
+
+
+def test_one_search_box_per_page(pages_scan):
+    # (search.html itself adds its results form to the sidebar's box)
+    counts = {page: by_width[WIDTHS[0]]["search"] for page, by_width in pages_scan.items() if page != "search.html"}
+    assert all(n <= 1 for n in counts.values()), counts
+    assert counts["chapters/01_chain_rule.html"] == 1, counts
 
 
 def test_every_image_loads(pages_scan):
