@@ -15,6 +15,7 @@ raised. Each forbidden set gets its own sandboxed process and package copy
 from __future__ import annotations
 
 import ast
+import compileall
 import contextlib
 import copy
 import io
@@ -266,6 +267,8 @@ class Runner:
             dest.mkdir(parents=True, exist_ok=True)
             withhold.build(dest, forbid, decl.name)
             sandbox.install_learner(dest)
+            # compiled once here: every sandbox then imports the copy from bytecode (it cannot write any)
+            compileall.compile_dir(str(dest), quiet=1)
             for root, _, _ in os.walk(dest):
                 os.chmod(root, 0o755)
             self._packages[key] = dest
