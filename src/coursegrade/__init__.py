@@ -1,14 +1,17 @@
 """Instructor tools for the course: release, collect, grade (in parallel, sandboxed), check.
 
-The command line is :mod:`coursegrade.cli` (the ``course`` script). The pieces:
+The command line is :mod:`coursegrade.cli` (the ``course`` script). Grading, by job:
 
-- :mod:`coursegrade.sandbox`: the kernel that runs a submission, wrapped in bubblewrap
-  (no network, read-only system, hidden course files, unprivileged uid, resource limits);
-- :mod:`coursegrade.autograde`: one worker that autogrades submissions one at a time in its
-  own scratch course directory and gradebook, and says why a submission failed;
+- :mod:`coursegrade.scoring`: one submission's grade as a function of its bytes and the assignment
+  (parsing with limits, which cells run where, the test cells run by the grader, the result as data);
+- :mod:`coursegrade.learner`: the learner's side, run in the sandbox: defines the answers, answers calls;
+- :mod:`coursegrade.channel`: the grader's side of that channel (plain data, deadlines, size caps) and the
+  stand-ins for the learner's functions;
+- :mod:`coursegrade.withhold`: the package copy a sandbox imports, with the graded references withheld;
+- :mod:`coursegrade.sandbox`: bubblewrap with allowlist mounts, an unprivileged uid, rlimits and cgroups;
+- :mod:`coursegrade.worker`: one grading slot (safe reads, scratch gradebook, nbgrader's feedback pages);
 - :mod:`coursegrade.parallel`: the pool of workers, with a hard wall-time limit per submission;
-- :mod:`coursegrade.gradebook`: copying an assignment into a worker's gradebook and merging
-  the grades back into the course gradebook (one writer), plus the grading status file;
+- :mod:`coursegrade.gradebook`: assignment definitions and merging grades into the course gradebook (one writer);
 - :mod:`coursegrade.summary`: the progress bar and the final table.
 """
 
