@@ -13,6 +13,7 @@ A page fails when, at either width:
 * an image does not load (or the server answers 4xx/5xx to anything the page requests, e.g. a favicon);
 * the browser's console shows an error;
 * a figure has no number ("Fig. 2.3"), no caption or no alt text; a page shows more than one search box;
+  an exercise page does not set the cells the learner edits apart from the locked checks;
 * a display equation has to be shrunk to fit the column at 1280 px, or below half its size at 400 px
   (chapters/_static/book.js scales wide equations down rather than let them be cut off);
 * math is left untypeset (a ``.math`` element without MathJax output, a MathJax error, or raw TeX
@@ -97,6 +98,14 @@ for (const img of col.querySelectorAll('img')) {
 }
 const searchBoxes = Array.from(document.querySelectorAll('.search-button-field, input[type="search"]'))
   .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden').length;
+const cellStyle = (sel) => {
+  const el = col.querySelector(sel);
+  return el ? getComputedStyle(el).borderLeftColor + ' / ' + getComputedStyle(el, '::before').content : '';
+};
+const cells = {solution: col.querySelectorAll('div.cell.nbgrader-solution').length,
+               locked: col.querySelectorAll('div.cell.nbgrader-locked').length,
+               solutionStyle: cellStyle('div.cell.nbgrader-solution'),
+               lockedStyle: cellStyle('div.cell.nbgrader-locked')};
 const broken = [];
 for (const img of document.querySelectorAll('img')) {
   if (!img.complete || img.naturalWidth === 0) broken.push(img.getAttribute('src'));
@@ -125,7 +134,7 @@ for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   const m = n.textContent.match(tex);
   if (m) raw.push('raw TeX: ' + n.textContent.trim().slice(0, 70));
 }
-return {column: Math.round(c.width), wide: wide, scaled: scaled, figures: figures, search: searchBoxes, broken: broken, raw: raw,
+return {column: Math.round(c.width), wide: wide, scaled: scaled, figures: figures, search: searchBoxes, cells: cells, broken: broken, raw: raw,
         mathjax: !!(window.MathJax && MathJax.startup), nmath: col.querySelectorAll('.math').length};
 """
 
@@ -327,6 +336,16 @@ def test_one_search_box_per_page(pages_scan):
     counts = {page: by_width[WIDTHS[0]]["search"] for page, by_width in pages_scan.items() if page != "search.html"}
     assert all(n <= 1 for n in counts.values()), counts
     assert counts["chapters/01_chain_rule.html"] == 1, counts
+
+
+def test_exercise_pages_mark_the_cells_to_edit_and_the_locked_checks(pages_scan):
+    exercises = {page: by_width[WIDTHS[0]]["cells"] for page, by_width in pages_scan.items()
+                 if page.startswith("exercises/")}
+    assert len(exercises) >= 5, exercises
+    for page, cells in exercises.items():
+        assert cells["solution"] >= 1 and cells["locked"] >= 1, (page, cells)
+        assert cells["solutionStyle"] != cells["lockedStyle"], (page, cells)
+        assert "Your code" in cells["solutionStyle"] and "Locked" in cells["lockedStyle"], (page, cells)
 
 
 def test_every_image_loads(pages_scan):
