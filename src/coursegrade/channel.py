@@ -151,7 +151,7 @@ class LearnerProcess:
         line, _, self._buffer = self._buffer.partition(b"\n")
         try:
             reply = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise LearnerGone("corrupt reply", "the learner's process wrote something that is not a reply") from None
         if not isinstance(reply, dict):
             raise LearnerGone("corrupt reply", "the learner's process wrote something that is not a reply")

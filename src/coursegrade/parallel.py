@@ -48,6 +48,7 @@ def _worker_main(conn, options: dict) -> None:
         except EOFError:
             return
         if task is None:
+            worker.runner.close()
             return
         student, assignment = task
         conn.send(("done", grade_safely(worker, student, assignment, feedback=options["feedback"])))
@@ -187,6 +188,10 @@ class Pool:
                     slot.process.join(10)
                 self._kill(slot)
             shutil.rmtree(self.root, ignore_errors=True)
+            if self.sandboxed:
+                from .sandbox import Cgroup
+
+                Cgroup.remove_stale()
 
     def _lost(self, slot: _Slot, on_result, reason: str) -> None:
         task = slot.task

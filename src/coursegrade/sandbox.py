@@ -197,6 +197,16 @@ class Cgroup:
             except OSError:
                 pass
 
+    @classmethod
+    def remove_stale(cls) -> None:
+        """Remove the cgroups of grading workers that are gone (``coursegrade-<pid>-<uid>``, a killed worker's)."""
+        for d in [*cls.V1.glob("coursegrade-*"), *cls.V1.glob("*/coursegrade-*")]:
+            pid = d.name.split("-")[1] if d.name.count("-") >= 2 else ""
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                group = cls.__new__(cls)
+                group.dirs, group.kind = [d], "stale"
+                group.remove()
+
 
 def limits_report(limits: Limits) -> str:
     """What holds on this host, in words (printed by ``course grade``)."""

@@ -280,6 +280,11 @@ class Runner:
         return LearnerProcess(argv, cells, call_timeout=self.call_timeout, run_timeout=self.run_timeout, env=env,
                               preexec=self.cgroup.join if self.cgroup and self.cgroup.dirs else None)
 
+    def sweep(self) -> None:
+        """Kill whatever a submission left running in this slot's cgroup, before the next one starts."""
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+
     def close(self) -> None:
         if self.cgroup is not None:
             self.cgroup.remove()
@@ -341,6 +346,7 @@ def grade_notebook(assignment: Assignment, data: bytes, runner: Runner, salt: in
             os.environ[SALT_VARIABLE] = previous_salt
         for process in processes.values():
             process.close()
+        runner.sweep()
     if any(r.reason == "sandbox failed" for r in results):
         return SubmissionResult(notes=tuple(notes), fatal="not graded: a sandbox could not start "
                                 "(the grader's problem; run course grade again)", retry=True)

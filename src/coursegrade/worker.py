@@ -156,6 +156,11 @@ class Worker:
         folder = self.course / "submitted" / student / assignment
         result = {"student": student, "assignment": assignment, "sha256": None, "notebooks": None,
                   "reasons": [], "notes": [], "timestamp": None, "ok": False, "salt": None}
+        for part in (folder.parent, folder):   # a linked student or assignment folder: someone else's files
+            if part.is_symlink():
+                result["reasons"] = [f"submitted/{clean(part.relative_to(self.course / 'submitted'), 160)} "
+                                     "is a symlink (not followed)"]
+                return self._finish(result, started)
         try:
             data = read_regular(folder / f"{assignment}.ipynb", MAX_BYTES)
         except Unreadable as exc:
