@@ -73,6 +73,7 @@ class LearnerProcess:
         self.cell_errors: list = []
         self.gone: LearnerGone | None = None
         self._kept: dict[int, tuple] = {}
+        self.deadline = float("inf")   # set by the grader per test cell: all its calls together
 
     # -- life cycle
     def start(self, attempts: int = 2) -> None:
@@ -183,8 +184,11 @@ class LearnerProcess:
                        "copy": copy_inputs, "generators": self._generator_tokens(args)}
         except EncodingError as exc:   # a check's own input: the course's bug, not the learner's
             raise RuntimeError(f"a case for {name} cannot be sent to the sandbox: {exc}") from None
+        left = min(self.call_timeout, self.deadline - time.monotonic())
+        if left <= 0:
+            raise LearnerGone("timeout", "this function's checks ran out of time")
         try:
-            reply = self._ask(request, self.call_timeout)
+            reply = self._ask(request, left)
         except LearnerGone as exc:
             self.close()
             if exc.reason != "timeout":

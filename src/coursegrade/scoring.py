@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import nbformat
@@ -37,6 +38,7 @@ from .channel import LearnerGone, LearnerProcess, RemoteFunction
 
 MAX_BYTES = 8 * 2**20        # a submitted notebook larger than this is not parsed at all
 MAX_CELLS = 400
+CELL_BUDGET = 3              # a test cell's calls may take this many call timeouts in all
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S)
 # --------------------------------------------------------------------------- results
 
@@ -328,6 +330,8 @@ def grade_notebook(assignment: Assignment, data: bytes, runner: Runner, salt: in
     os.environ[SALT_VARIABLE] = str(salt)
     try:
         for gid, (source, points) in assignment.tests.items():
+            for process in processes.values():   # one test cell's calls, together, get a few call timeouts
+                process.deadline = time.monotonic() + CELL_BUDGET * runner.call_timeout
             out = io.StringIO()
             try:
                 with contextlib.redirect_stdout(out):

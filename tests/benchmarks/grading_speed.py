@@ -3,7 +3,7 @@
 Generates N submissions of one assignment from its real release (the solution and the
 mutants of ``tests/mutants/<id>.py``, in turn), then grades them twice in two scratch course
 copies: once with one stock ``nbgrader autograde <id>`` run (sequential, unsandboxed), once
-with ``course grade --jobs J`` (sandboxed, one kernel per submission). Both use the course's
+with ``course grade --jobs J`` (sandboxed: the learner's functions in sandboxes, the tests in the grader). Both use the course's
 real ``nbgrader_config.py``. Feedback is not generated in either (``--no-feedback``), so both
 do the same work; pass ``--feedback`` to include it in ``course grade``'s time.
 
