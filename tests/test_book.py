@@ -145,7 +145,7 @@ def test_config_declares_offline_cached_strict_build():
 def test_toc_lists_front_matter_chapters_and_exercises():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     captions = [part["caption"] for part in toc["parts"]]
-    assert captions == ["Start here", "Chapters and their exercises"]
+    assert captions == ["Start here", "Chapters and their exercises", "Back matter"]
     # each exercise right after its chapter (its one sub-page), so "Next" goes from a chapter to its exercise
     for chapter in toc["parts"][1]["chapters"]:
         number = re.match(r"chapters/(\d\d)_", chapter["file"]).group(1)

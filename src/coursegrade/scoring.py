@@ -18,6 +18,7 @@ import ast
 import compileall
 import contextlib
 import copy
+import functools
 import io
 import json
 import os
@@ -101,6 +102,7 @@ class Assignment:
                 self.setup[gid] = cell.source
         return self
 
+    @functools.cached_property
     def functions(self) -> dict[str, object]:
         """The graded functions the tests call: name -> its engine declaration."""
         declared = _declarations()
@@ -208,7 +210,7 @@ def copied_references(assignment: Assignment, nb) -> list[str]:
     import textwrap
 
     flagged = []
-    functions = assignment.functions()
+    functions = assignment.functions
     for cell in nb.cells:
         if cell.get("cell_type") != "code" or _gid(cell) not in assignment.answers:
             continue
@@ -320,7 +322,7 @@ def grade_notebook(assignment: Assignment, data: bytes, runner: Runner, salt: in
     namespace: dict = {"__name__": "__grader__"}
     for source in assignment.setup.values():
         exec(compile(_visible(source), "<set-up>", "exec"), namespace)
-    for name, decl in assignment.functions().items():
+    for name, decl in assignment.functions.items():
         key = withhold.key(_forbidden(decl))
         if key not in processes:
             processes[key] = runner.process(decl, cells)
