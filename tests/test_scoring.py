@@ -121,3 +121,26 @@ def test_scores_come_from_return_values_only(assignment, release, tmp_path):
     assert good.score == 10.0 and not good.reasons
     feedback = nbformat.writes(result.feedback_notebook)
     assert "BEGIN HIDDEN TESTS" not in feedback and "_checks = fresh" not in feedback
+
+
+def test_patching_the_observers_does_not_hide_a_warning(assignment, tmp_path):
+    """A naive sigmoid overflows; patching warnings/numpy/the guard in the answer cell does not hide it."""
+    ex02 = scoring.Assignment.load(grading.REPO_ROOT / "solutions" / "ex02_saturation" / "ex02_saturation.ipynb")
+    release = nbformat.read(grading.REPO_ROOT / "exercises" / "ex02_saturation" / "ex02_saturation.ipynb",
+                            as_version=4)
+    naive = ("import warnings, numpy\n"
+             "warnings.catch_warnings = lambda *a, **k: __import__('contextlib').nullcontext([])\n"
+             "numpy.errstate = lambda *a, **k: __import__('contextlib').nullcontext()\n"
+             "import stablegrad.checking.guard as _g\n"
+             "_g.run_learner.__code__ = (lambda *a, **k: None).__code__\n"
+             "numpy.seterr(all='ignore')\n"
+             "def sigmoid(z):\n    return 1.0 / (1.0 + np.exp(-z))\n")
+    answers = {**grading.perfect_answers(ex02.source), "sigmoid": naive}
+    runner = scoring.Runner(tmp_path, sandboxed=False)
+    try:
+        result = scoring.grade_notebook(ex02, _bytes(grading.fill(release, answers)), runner, salt=3)
+    finally:
+        runner.close()
+    scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
+    assert scores["test_sigmoid"] == (0.0, "wrong answer"), scores
+    assert all(c.points == c.max_points for c in result.cells if c.grade_id != "test_sigmoid"), scores

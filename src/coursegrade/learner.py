@@ -73,13 +73,43 @@ def run_cells(cells, namespace) -> list:
     return replies
 
 
+# What this side uses to observe a call (and could be patched by the learner's cells to hide a warning or an
+# in-place change): recorded before any learner code runs, put back before every call. Defense in depth only:
+# in its own process, determined code can reach anything; the grader trusts these reports no more than the value.
+_WATCHED = ("builtins", "copy", "warnings", "inspect", "traceback", "json", "base64", "math", "dataclasses",
+            "numpy", "numpy.random", "stablegrad.containers", "stablegrad.checking.guard",
+            "stablegrad.checking.encoding", "stablegrad.checking.records")
+_RECORDED = []
+
+
+def _record() -> None:
+    import types
+
+    for name in _WATCHED:
+        module = importlib.import_module(name)
+        values = {k: v for k, v in vars(module).items() if callable(v) or isinstance(v, types.ModuleType)}
+        codes = [(v, v.__code__, v.__defaults__, v.__kwdefaults__) for v in values.values()
+                 if isinstance(v, types.FunctionType)]
+        _RECORDED.append((module, values, codes))
+
+
+def _put_back() -> None:
+    for module, values, codes in _RECORDED:
+        sys.modules[module.__name__] = module
+        current = vars(module)
+        for key, value in values.items():
+            if current.get(key) is not value:
+                current[key] = value
+        for fn, code, defaults, kwdefaults in codes:
+            fn.__code__, fn.__defaults__, fn.__kwdefaults__ = code, defaults, kwdefaults
+
+
 def _resolve(qualified: str):
     module, _, name = qualified.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 def call(request, namespace) -> dict:
-    importlib.import_module("stablegrad.checking.records")   # registers the callables that cases pass
     from stablegrad.checking.encoding import EncodingError, decode, encode
     from stablegrad.checking.guard import run_learner
 
@@ -97,6 +127,7 @@ def call(request, namespace) -> dict:
         kept.bit_generator.state = args[i].bit_generator.state
         args[i] = kept
     substitute = {k: _resolve(v) for k, v in (request.get("substitute") or {}).items()}
+    _put_back()
     sys.stdout = sys.stderr = _Capped()
     outcome = run_learner(func, tuple(args), kwargs, names=tuple(request.get("names") or ()),
                           substitute=substitute, copy_inputs=bool(request.get("copy", True)))
@@ -119,6 +150,8 @@ def main() -> None:
         os.dup2(null, fd)
     sys.stdin = io.StringIO("")
     sys.path[:0] = [p for p in sys.argv[1:] if p]
+    importlib.import_module("stablegrad.checking.records")   # registers the callables that cases pass
+    _record()
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     replies.write('{"ready": true}\n')   # before any learner code: tells a failed launch from a failed answer
     replies.flush()
