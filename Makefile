@@ -57,9 +57,14 @@ setup: $(STAMP)  ## create .venv from uv.lock (book, grading and test groups; st
 # page on the next build and print "build succeeded". So a failed build also drops Sphinx's saved state
 # (_build/.doctrees): the next `make book` re-reads every page, executes that chapter again and fails again,
 # while the chapters that executed successfully still come from the cache. A good build stays incremental.
+# The tracebacks of failed chapters (jupyter-book writes them into _build/html/reports) are moved out of the
+# site to _build/reports: build logs are not published.
 book: setup  ## build the HTML book into _build/html (offline; warnings are errors; fails while a chapter fails)
+	@rm -rf _build/reports
 	jupyter-book build . -W -n --keep-going \
-	  || { rm -rf _build/.doctrees; echo "make book FAILED: see the warnings above (reports in _build/html/reports)"; exit 1; }
+	  || { rm -rf _build/.doctrees; mv _build/html/reports _build/reports 2>/dev/null; \
+	       echo "make book FAILED: see the warnings above (tracebacks in _build/reports)"; exit 1; }
+	@rm -rf _build/html/reports
 	@echo
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 

@@ -355,6 +355,7 @@ def fixture_book(tmp_path_factory) -> Path:
     shutil.copy2(ROOT / "_config.yml", path / "_config.yml")
     for assets in ("_static", "_root", "_ext"):     # the stylesheet, script, icons and extension it names
         shutil.copytree(ROOT / "chapters" / assets, path / "chapters" / assets)
+    shutil.copy2(ROOT / "chapters" / "references.bib", path / "chapters" / "references.bib")   # bibtex_bibfiles
     (path / "chapters" / "intro.md").write_text("# Fixture\n\nA fixture book.\n")
     nbformat.write(make_notebook([("md", "# Good chapter"), ("code", "print(6 * 7)")]),
                    path / "chapters" / "good.ipynb")
@@ -410,7 +411,8 @@ def test_a_cell_error_in_a_chapter_fails_every_make_book(fixture_book, pycache):
     write_toc(fixture_book, ["chapters/good", "chapters/bad"])
     try:
         builds = [make_book(fixture_book, pycache) for _ in range(2)]
-        report = (fixture_book / "_build" / "html" / "reports" / "chapters" / "bad.err.log").read_text()
+        report = (fixture_book / "_build" / "reports" / "chapters" / "bad.err.log").read_text()
+        assert not (fixture_book / "_build" / "html" / "reports").exists(), "build logs must not be published"
         nbformat.write(make_notebook([("md", "# Bad chapter, fixed"), ("code", "print('fixed')")]), bad)
         fixed = make_book(fixture_book, pycache)
         again = make_book(fixture_book, pycache)
