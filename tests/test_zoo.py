@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import grading
