@@ -54,11 +54,13 @@ SLOW_GROUPS_FIRST = (
     "portability:own-chapters",             # ~60 s each: the five chapters under nbval, one config each
     "portability:other-blas-chapters",
     "portability:reduced-simd-chapters",
-    "grading:",                             # 30-60 s each: one autograde run per exercise with its mutants
+    "grading:",                             # 30-60 s each: one `course grade` run per exercise with its mutants
     "postgres",                             # ~30 s: a real PostgreSQL server
     "book",                                 # ~70 s: the book build, the fixture-book builds, the browser scan
     "portability:",                         # ~12 s each: the five solutions under nbval-lax
     "grading-cli",
+    "scoring",                              # ~30 s: real (unsandboxed) grading of crafted notebooks
+    "sandbox",                              # ~20 s: a package copy per declaration, a real sandbox
 )
 
 
