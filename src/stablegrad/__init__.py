@@ -6,6 +6,7 @@ Each module covers one concept and can be read in one sitting:
 - ``init``          Xavier/Glorot and He/Kaiming initializers, predicted variances
 - ``layers``        dense and activation layers, stacks of them (forward/backward)
 - ``normalization`` batch norm (staged and compact backward), layer norm, RMS norm
+- ``residual``      residual blocks (no norm, pre-LN, post-LN, scaled branches), stacks, their variance
 - ``clipping``      clipping by value, by norm and by global norm
 - ``gradcheck``     centered finite differences and relative errors
 - ``losses``, ``optim``, ``network``  a small MLP trainer with per-layer history
