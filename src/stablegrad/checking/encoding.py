@@ -155,12 +155,12 @@ def _expect(condition: bool, what: str) -> None:
 
 
 def _register_package_records() -> None:
-    from stablegrad import activations, layers, network, normalization
+    from stablegrad import activations, layers, network, normalization, residual
 
     register_record(activations.Activation, by_name=(lambda a: a.name, activations.get_activation))
     for cls in (layers.DenseCache, layers.ActivationCache, layers.LayerCache, normalization.RunningStats,
                 normalization.BatchNormCache, normalization.LayerNormCache, normalization.RMSNormCache,
-                network.MLP):
+                network.MLP, residual.ResidualBlock, residual.ResidualCache, residual.ResidualNet):
         register_record(cls)
 
 
