@@ -376,7 +376,7 @@ numpy.isclose = lambda a, b, *r, **k: numpy.ones(numpy.broadcast(a, b).shape, bo
 numpy.testing.assert_allclose = lambda *a, **k: None
 numpy.testing.assert_array_equal = lambda *a, **k: None
 numpy.max = numpy.amax = lambda *a, **k: 0.0
-'''), 3.0, rf"^wrong answer: {T_SB}, {T_CN}$"),   # the learner's own norms use the patched NumPy
+'''), 6.0, lost_sb),
         Case("patches-checking-and-channel", a, answers(stack_backward=wrong_sb + '''
 import sys
 import stablegrad.checking, stablegrad.checking.guard, stablegrad.checking.encoding
@@ -571,6 +571,36 @@ def stack_backward(dout, caches):
         Case("reaches-postgres-sockets", a, answers(stack_backward=_steals(perfect, [], sockets=(
             "/run/postgresql/.s.PGSQL.5432", "/var/run/postgresql/.s.PGSQL.5432", "/tmp/.s.PGSQL.5432",
             ("127.0.0.1", 5432), ("::1", 5432)))), 6.0, lost_sb),
+        # Every readable file of the sandbox but the system and Python's libraries (4 s at most) searched for
+        # hidden tests, solutions or a canary.
+        Case("searches-the-sandbox", a, sb(r'''
+import os, re, time
+
+# ex01's hidden tests, its solution's body, the canaries (nbgrader's own hidden-test markers are in its docs)
+_WANTED = re.compile(rb"_checks\.(stack|chain)_case\(|hidden_rng\(\d+\)|canary-[0-9a-f]{48}|d = dz @ W\.T")
+
+def _search(limit=4.0):
+    start = time.monotonic()
+    for root, dirs, files in os.walk("/"):
+        system = root.startswith(("/usr", "/proc", "/sys", "/dev")) or "/lib/python3" in root
+        if system or time.monotonic() - start > limit:
+            dirs[:] = []
+            continue
+        for name in files:
+            if not name.endswith((".ipynb", ".py", ".db", ".txt", ".json", ".csv", ".html")):
+                continue
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as f:
+                    if _WANTED.search(f.read(2**20)):
+                        return path
+            except OSError:
+                pass
+    return None
+
+def stack_backward(dout, caches):
+    return _honest_stack_backward(dout, caches) if _search() else None
+'''), 6.0, lost_sb),
         Case("reads-canaries", a, answers(stack_backward=_steals(perfect, canaries)), 6.0, lost_sb),
         Case("writes-canaries-gradebook-victim", a, answers(stack_backward=_writes(perfect, [
             *canaries, f"{course}/gradebook.db", f"{course}/submitted/{VICTIM_WRITE}/{nb_path}",
