@@ -65,8 +65,8 @@ class LearnerProcess:
 
     def __init__(self, argv: Sequence[str], cells: list[dict], *, call_timeout: float = 20.0,
                  run_timeout: float = 60.0, max_reply: int = 64 * 2**20, env: Mapping[str, str] | None = None,
-                 preexec: Callable | None = None):
-        self.argv, self.cells = list(argv), cells
+                 preexec: Callable | None = None, cwd: str | None = None):
+        self.argv, self.cells, self.cwd = list(argv), cells, cwd
         self.call_timeout, self.run_timeout, self.max_reply = call_timeout, run_timeout, max_reply
         self.env, self.preexec = dict(env or {}), preexec
         self.proc: subprocess.Popen | None = None
@@ -81,7 +81,7 @@ class LearnerProcess:
         for attempt in range(attempts):
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, env=self.env, start_new_session=True,
-                                         preexec_fn=self.preexec)
+                                         preexec_fn=self.preexec, cwd=self.cwd)
             os.set_blocking(self.proc.stdout.fileno(), False)
             self._buffer = b""
             try:

@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,9 +281,13 @@ class Runner:
 
     def process(self, decl, cells: list[dict]) -> LearnerProcess:
         argv = sandbox.command(self.package(decl), self.uid, self.limits, sandboxed=self.sandboxed)
-        env = sandbox.ENV if self.sandboxed else {**sandbox.ENV, "HOME": str(self.scratch)}
+        cwd = None
+        if not self.sandboxed:   # still never the grader's own folders: an empty one of its own
+            (self.scratch / "learners").mkdir(parents=True, exist_ok=True)
+            cwd = tempfile.mkdtemp(dir=self.scratch / "learners")
+        env = sandbox.ENV if self.sandboxed else {**sandbox.ENV, "HOME": cwd}
         return LearnerProcess(argv, cells, call_timeout=self.call_timeout, run_timeout=self.run_timeout, env=env,
-                              preexec=self.cgroup.join if self.cgroup and self.cgroup.dirs else None)
+                              preexec=self.cgroup.join if self.cgroup and self.cgroup.dirs else None, cwd=cwd)
 
     def sweep(self) -> None:
         """Kill whatever a submission left running in this slot's cgroup, before the next one starts."""
