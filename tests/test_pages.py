@@ -365,6 +365,60 @@ def test_all_math_is_typeset(pages_scan):
     assert chapter["mathjax"] and chapter["nmath"] > 100, chapter
 
 
+def test_a_page_prints_alone_at_full_width(book, browser):
+    """Print (the theme's "Download PDF"): no sidebars or navigation, the text full width, code wrapped."""
+    server = Server(book.html)
+    try:
+        set_width(browser, WIDTHS[0])
+        browser.get(f"{server.url}/chapters/04_batchnorm.html")
+        browser.execute_async_script(SETTLE_JS)
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+        printed = browser.execute_script("""
+            const shown = (sel) => Array.from(document.querySelectorAll(sel)).filter(
+                (el) => getComputedStyle(el).display !== 'none' && el.getClientRects().length).length;
+            const article = document.querySelector('article.bd-article').getBoundingClientRect();
+            return {sidebars: shown('.bd-sidebar-primary, .bd-sidebar-secondary, .prev-next-area'),
+                    width: article.width / window.innerWidth,
+                    wrap: getComputedStyle(document.querySelector('div.cell_input pre')).whiteSpace,
+                    unsplit: getComputedStyle(document.querySelector('div.cell')).breakInside};""")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+        server.close()
+    assert printed["sidebars"] == 0, printed
+    assert printed["width"] > 0.85, printed
+    assert printed["wrap"] == "pre-wrap" and printed["unsplit"] == "avoid", printed
+
+
+SEARCH_JS = r"""
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  const items = document.querySelectorAll('#search-results li');
+  const snippets = Array.from(document.querySelectorAll('#search-results p.context'), (p) => p.textContent);
+  const finished = /Search finished|found/i.test((document.querySelector('#search-results .search-summary')
+                                                 || document.querySelector('#search-results h2') || {}).textContent || '');
+  if ((finished && items.length && snippets.length >= Math.min(items.length, 5)) || Date.now() - start > 15000) {
+    return done({items: items.length, snippets: snippets});
+  }
+  setTimeout(poll, 100);
+})();
+"""
+
+
+def test_search_snippets_show_no_raw_tex(book, browser):
+    """A search result's snippet is cut from the page's HTML, where math is still TeX source."""
+    server = Server(book.html)
+    try:
+        set_width(browser, WIDTHS[0])
+        browser.get(f"{server.url}/search.html?q=sigmoid")
+        found = browser.execute_async_script(SEARCH_JS)
+    finally:
+        server.close()
+    assert found["items"] >= 3 and found["snippets"], found
+    raw = [s for s in found["snippets"] if re.search(r"\\[(\[a-zA-Z]|\$\$", s)]
+    assert raw == [], "\n".join(raw)
+
+
 # --------------------------------------------------------------------------- the checker itself
 
 BROKEN_BLOCKS = """

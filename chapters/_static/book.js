@@ -39,3 +39,30 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", whenTypeset);
   else whenTypeset();
 })();
+
+// Search results: Sphinx builds each result's snippet from the page's HTML, where math is still TeX
+// (MathJax typesets it only on the page itself). Short formulas keep their text without the delimiters
+// (\(z = 5\) -> z = 5); anything with TeX commands, braces, sub- or superscripts becomes "[formula]".
+(function () {
+  "use strict";
+
+  function plainMath(html) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    doc.querySelectorAll(".math").forEach(function (el) {
+      var tex = el.textContent.trim().replace(/^\\[(\[]/, "").replace(/\\[)\]]$/, "").trim();
+      el.textContent = /[\\{}^_$]/.test(tex) ? " [formula] " : tex;
+    });
+    return doc.documentElement.outerHTML;
+  }
+
+  function patch() {
+    // searchtools.js declares `const Search`: a global binding, not a property of window
+    if (typeof Search === "undefined" || !Search.htmlToText || Search.htmlToText.plainMath) return;
+    var original = Search.htmlToText;
+    Search.htmlToText = function (html, anchor) { return original(plainMath(html), anchor); };
+    Search.htmlToText.plainMath = true;
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", patch);
+  else patch();
+})();
