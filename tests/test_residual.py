@@ -161,8 +161,10 @@ def test_stack_equals_composed_blocks_and_caches_hold_the_stream(rng):
     assert v.shape == (5,) and v[0] == pytest.approx(np.mean(x ** 2)) and v[-1] == pytest.approx(np.mean(out ** 2))
 
 
-def test_residual_net_gradients_match_finite_differences(rng):
-    net = R.init_residual_net(3, 4, 2, 3, rng, norm="pre", alpha=0.7, activation="tanh")
+@pytest.mark.parametrize("final_norm", [False, True])
+def test_residual_net_gradients_match_finite_differences(rng, final_norm):
+    net = R.init_residual_net(3, 4, 2, 3, rng, norm="pre", alpha=0.7, activation="tanh", final_norm=final_norm)
+    assert ("gamma_out" in net.params) is final_norm
     net = net.with_params({k: v + 0.1 * rng.standard_normal(v.shape) for k, v in net.params.items()})
     x, labels = rng.standard_normal((5, 3)), rng.integers(0, 3, 5)
     value, grads, caches = R.residual_loss_and_grads(net, x, labels, "cross_entropy")
@@ -309,7 +311,7 @@ def test_train_residual_stops_at_a_non_finite_loss(rng):
 def test_blocks_caches_and_nets_cross_the_grading_boundary_bit_for_bit(rng):
     block = _block(rng, 4, 5, "pre", 0.5, "relu", dtype=np.float32)
     y, cache = R.residual_forward(rng.standard_normal((3, 4)).astype(np.float32), block)
-    net = R.init_residual_net(2, 4, 2, 1, rng, norm="post")
+    net = R.init_residual_net(2, 4, 2, 1, rng, norm="pre", final_norm=True)
     for value in (block, cache, (np.ones_like(y), cache), net, R.init_residual_block(4, 3, rng)):
         back = decode(json.loads(json.dumps(encode(value), allow_nan=False)))
         assert type(back) is type(value) and encode(back) == encode(value)
@@ -368,6 +370,9 @@ BAD_CALLS = [
     (lambda: R.train_residual(R.init_residual_net(2, 4, 1, 1, np.random.default_rng(0)), np.ones((3, 2)),
                               np.ones(3), loss="bce", optimizer="adam", epochs=1, rng=np.random.default_rng(0)),
      ValueError, "train_residual: a ResidualNet outputs logits; use loss='bce_with_logits'"),
+    (lambda: R.residual_loss_and_grads(R.init_residual_net(2, 4, 1, 1, np.random.default_rng(0))._replace(
+        gamma_out=np.ones(4)), np.ones((3, 2)), np.ones(3), "mse"), ValueError,
+     "residual_loss_and_grads: net.gamma_out and net.beta_out must both be arrays (a final norm) or both None"),
     (lambda: R.residual_loss_and_grads(R.init_residual_net(2, 4, 1, 1, np.random.default_rng(0)), np.ones((3, 3)),
                                        np.ones(3), "mse"), ValueError,
      "residual_loss_and_grads: x must have shape (N, D_in) with D_in = 2"),

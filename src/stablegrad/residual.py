@@ -25,7 +25,7 @@ stream's variance by ``1 + c`` with ``c = alpha**2 * g`` (:func:`residual_varian
 zero-initialized last layer (the block starts as the identity).
 
 A stack is a list of blocks (:func:`residual_stack_forward`); a :class:`ResidualNet` puts an input layer
-before it and an output layer after it, and :func:`train_residual` trains one with any optimizer of
+before it and an output layer (optionally after a final layer norm) after it, and :func:`train_residual` trains one with any optimizer of
 :mod:`stablegrad.optim`, a loss of :data:`stablegrad.losses.LOSSES` and an optional learning-rate warmup.
 
 Notation: N batch size, D width of the stream, H width of the branch's hidden layer.
@@ -590,10 +590,11 @@ def residual_variance(depth, branch_gain, *, alpha=1.0, var0=1.0, norm="none") -
 # =========================================================================== a network to train
 
 class ResidualNet(NamedTuple):
-    """An input layer, a stack of residual blocks and an output layer:
+    """An input layer, a stack of residual blocks, an optional final layer norm and an output layer:
 
-    ``x0 = x W_in + b_in``, ``x_l = block_l(x_{l-1})``, ``out = x_L W_out + b_out`` (logits, or a
-    regression output). Build one with :func:`init_residual_net`.
+    ``x0 = x W_in + b_in``, ``x_l = block_l(x_{l-1})``, ``out = LN(x_L) W_out + b_out`` (logits, or a
+    regression output; without ``LN`` when ``gamma_out`` is None). Build one with :func:`init_residual_net`.
+    The final norm is the pre-LN transformer's: its stream grows with depth, and the head should not.
     """
 
     W_in: np.ndarray                   # (D_in, D)
@@ -601,13 +602,18 @@ class ResidualNet(NamedTuple):
     blocks: tuple                      # of ResidualBlock
     W_out: np.ndarray                  # (D, D_out)
     b_out: np.ndarray                  # (D_out,)
+    gamma_out: np.ndarray | None = None   # (D,) the final layer norm, or None
+    beta_out: np.ndarray | None = None
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """Every trainable array: ``W_in, b_in``, ``block{l}.W1 ...`` (l from 1), ``W_out, b_out``."""
+        """Every trainable array: ``W_in, b_in``, ``block{l}.W1 ...`` (l from 1), [``gamma_out, beta_out``,]
+        ``W_out, b_out``."""
         out = {"W_in": self.W_in, "b_in": self.b_in}
         for l, block in enumerate(self.blocks, start=1):
             out.update({f"block{l}.{k}": v for k, v in block.params.items()})
+        if self.gamma_out is not None:
+            out.update(gamma_out=self.gamma_out, beta_out=self.beta_out)
         out.update(W_out=self.W_out, b_out=self.b_out)
         return out
 
@@ -615,17 +621,19 @@ class ResidualNet(NamedTuple):
         """A copy with other arrays (the keys of :attr:`params`)."""
         blocks = tuple(b.with_params({k: params[f"block{l}.{k}"] for k in b.params})
                        for l, b in enumerate(self.blocks, start=1))
-        return ResidualNet(params["W_in"], params["b_in"], blocks, params["W_out"], params["b_out"])
+        return ResidualNet(params["W_in"], params["b_in"], blocks, params["W_out"], params["b_out"],
+                           params.get("gamma_out"), params.get("beta_out"))
 
 
 class _NetCache(NamedTuple):
     dense_in: DenseCache
     blocks: list
+    ln: LayerNormCache | None
     dense_out: DenseCache
 
 
 def init_residual_net(n_in, width, depth, n_out, rng, *, hidden=None, activation="relu", alpha=1.0,
-                      zero_init_last=False, norm="none", dtype=np.float64) -> ResidualNet:
+                      zero_init_last=False, norm="none", final_norm=False, dtype=np.float64) -> ResidualNet:
     """A :class:`ResidualNet` with its stack from :func:`init_residual_stack`.
 
     The input and output layers are linear with variance ``1/fan_in`` weights (a unit-variance input
@@ -639,6 +647,8 @@ def init_residual_net(n_in, width, depth, n_out, rng, *, hidden=None, activation
     rng : numpy.random.Generator
     hidden, activation, alpha, zero_init_last, norm, dtype
         As in :func:`init_residual_stack`.
+    final_norm : bool, default False
+        A layer norm between the stack and the output layer (``gamma_out = 1``, ``beta_out = 0``).
 
     Returns
     -------
@@ -652,8 +662,11 @@ def init_residual_net(n_in, width, depth, n_out, rng, *, hidden=None, activation
     W_in = (rng.standard_normal((n_in, d)) / math.sqrt(n_in)).astype(dtype)
     blocks = init_residual_stack(d, depth, rng, hidden=hidden, activation=activation, alpha=alpha,
                                  zero_init_last=zero_init_last, norm=norm, dtype=dtype)
+    if not isinstance(final_norm, bool):
+        raise TypeError(f"{func}: final_norm must be True or False; got {type(final_norm).__name__}")
     W_out = (rng.standard_normal((d, n_out)) / math.sqrt(d)).astype(dtype)
-    return ResidualNet(W_in, np.zeros(d, dtype), tuple(blocks), W_out, np.zeros(n_out, dtype))
+    final = (np.ones(d, dtype), np.zeros(d, dtype)) if final_norm else (None, None)
+    return ResidualNet(W_in, np.zeros(d, dtype), tuple(blocks), W_out, np.zeros(n_out, dtype), *final)
 
 
 def _check_net(net, func: str) -> ResidualNet:
@@ -665,28 +678,42 @@ def _check_net(net, func: str) -> ResidualNet:
     W_out = as_float_array(net.W_out, "net.W_out", func, ndim=2, shape="(D, D_out)")
     b_in = as_float_array(net.b_in, "net.b_in", func, ndim=1, shape="(D,)")
     b_out = as_float_array(net.b_out, "net.b_out", func, ndim=1, shape="(D_out,)")
-    for name, arr, shape in (("b_in", b_in, (d,)), ("W_out", W_out, (d, W_out.shape[1])),
-                             ("b_out", b_out, (W_out.shape[1],))):
+    checked = [("b_in", b_in, (d,)), ("W_out", W_out, (d, W_out.shape[1])), ("b_out", b_out, (W_out.shape[1],))]
+    final = [None, None]
+    if (net.gamma_out is None) != (net.beta_out is None):
+        raise ValueError(f"{func}: net.gamma_out and net.beta_out must both be arrays (a final norm) or both None")
+    if net.gamma_out is not None:
+        final = [as_float_array(v, f"net.{k}", func, ndim=1, shape="(D,)")
+                 for k, v in (("gamma_out", net.gamma_out), ("beta_out", net.beta_out))]
+        checked += [("gamma_out", final[0], (d,)), ("beta_out", final[1], (d,))]
+    for name, arr, shape in checked:
         if arr.shape != shape:
             raise ValueError(f"{func}: net.{name} must have shape {shape} (D = W_in.shape[1] = {d}); "
                              f"got shape {arr.shape}")
-    return ResidualNet(W_in, b_in, tuple(blocks), W_out, b_out)
+    return ResidualNet(W_in, b_in, tuple(blocks), W_out, b_out, *final)
 
 
 def _net_forward(net: ResidualNet, x):
     h, dense_in = _dense_forward(x, net.W_in, net.b_in)
     h, caches = _stack_forward(h, net.blocks)
+    ln = None
+    if net.gamma_out is not None:
+        h, ln = layernorm_forward(h, net.gamma_out, net.beta_out)
     out, dense_out = _dense_forward(h, net.W_out, net.b_out)
-    return out, _NetCache(dense_in, caches, dense_out)
+    return out, _NetCache(dense_in, caches, ln, dense_out)
 
 
 def _net_backward(dout, cache: _NetCache) -> dict:
     grads = {}
     d, dW_out, db_out = _dense_backward(dout, cache.dense_out.x, cache.dense_out.W)
+    if cache.ln is not None:
+        d, dgamma, dbeta = layernorm_backward(d, cache.ln)
     d, block_grads, _ = _stack_backward(d, cache.blocks)
     _, grads["W_in"], grads["b_in"] = _dense_backward(d, cache.dense_in.x, cache.dense_in.W, need_dx=False)
     for l, g in enumerate(block_grads, start=1):
         grads.update({f"block{l}.{k}": v for k, v in g.items()})
+    if cache.ln is not None:
+        grads.update(gamma_out=dgamma, beta_out=dbeta)
     grads.update(W_out=dW_out, b_out=db_out)
     return grads
 
