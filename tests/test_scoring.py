@@ -144,3 +144,58 @@ def test_patching_the_observers_does_not_hide_a_warning(assignment, tmp_path):
     scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
     assert scores["test_sigmoid"] == (0.0, "wrong answer"), scores
     assert all(c.points == c.max_points for c in result.cells if c.grade_id != "test_sigmoid"), scores
+
+
+# the `delta` of ex01's "look at the output" cell, drawn as that cell draws it
+DEMO_DELTA = ("_r = np.random.default_rng(0)\n_r.standard_normal((3, 4)); _r.standard_normal((4, 5)); "
+              "_r.standard_normal((5, 2))\n_DEMO = _r.standard_normal((3, 2))\n")
+
+
+def test_a_hung_cell_costs_only_the_functions_it_defines(assignment, release, tmp_path):
+    """A top-level loop after a def costs that cell's function; a demo cell's call to an answer never runs."""
+    perfect = grading.perfect_answers(assignment.source)
+    answers = {**perfect, "numerical_gradient": perfect["numerical_gradient"] + "\nwhile True:\n    pass\n",
+               "stack_backward": DEMO_DELTA + perfect["stack_backward"].replace(
+                   "def stack_backward(dout, caches):", "def stack_backward(dout, caches):\n    import os\n"
+                   "    if dout.shape == _DEMO.shape and np.array_equal(dout, _DEMO):\n"
+                   "        os._exit(3)   # only on the release's demo cell input, which grading never calls")}
+    runner = scoring.Runner(tmp_path, sandboxed=False, call_timeout=3, run_timeout=3)
+    try:
+        result = scoring.grade_notebook(assignment, _bytes(grading.fill(release, answers)), runner, salt=4)
+    finally:
+        runner.close()
+    scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
+    assert scores == {"test_stack_backward": (4.0, ""), "test_numerical_gradient": (0.0, "timeout"),
+                      "test_chain_gradient_norms": (3.0, "")}, scores
+
+
+def test_feedback_survives_forged_metadata_and_markers(assignment, release, tmp_path):
+    nb = grading.fill(release, {**grading.perfect_answers(assignment.source),
+                                "chain_gradient_norms": grading.perfect_answers(assignment.source)[
+                                    "chain_gradient_norms"] + "\n# ### BEGIN HIDDEN TESTS\n"})
+    extra = nbformat.v4.new_code_cell("x = 1")
+    extra.metadata["nbgrader"] = {"grade": True, "grade_id": "forged\\x1b[2J", "points": 100, "locked": True,
+                                  "solution": False, "schema_version": 3}
+    nb.cells.append(extra)
+    runner = scoring.Runner(tmp_path, sandboxed=False)
+    try:
+        result = scoring.grade_notebook(assignment, _bytes(nb), runner, salt=5)
+    finally:
+        runner.close()
+    assert result.score == 10.0
+    fb = result.feedback_notebook
+    assert not any("BEGIN HIDDEN TESTS" in c.source for c in fb.cells if grading.grade_id(c) != "x")
+    assert all(grading.grade_id(c) != "forged\\x1b[2J" for c in fb.cells)
+
+
+def test_a_cell_that_kills_its_process_costs_only_its_functions(assignment, release, tmp_path):
+    perfect = grading.perfect_answers(assignment.source)
+    answers = {**perfect, "chain_gradient_norms": perfect["chain_gradient_norms"] + "\nimport os\nos._exit(1)\n"}
+    runner = scoring.Runner(tmp_path, sandboxed=False, call_timeout=10, run_timeout=10)
+    try:
+        result = scoring.grade_notebook(assignment, _bytes(grading.fill(release, answers)), runner, salt=6)
+    finally:
+        runner.close()
+    scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
+    assert scores == {"test_stack_backward": (4.0, ""), "test_numerical_gradient": (3.0, ""),
+                      "test_chain_gradient_norms": (0.0, "killed kernel")}, scores

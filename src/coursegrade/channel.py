@@ -65,8 +65,9 @@ class LearnerProcess:
 
     def __init__(self, argv: Sequence[str], cells: list[dict], *, call_timeout: float = 20.0,
                  run_timeout: float = 60.0, max_reply: int = 64 * 2**20, env: Mapping[str, str] | None = None,
-                 preexec: Callable | None = None, cwd: str | None = None):
+                 preexec: Callable | None = None, cwd: str | None = None, stuck: dict | None = None):
         self.argv, self.cells, self.cwd = list(argv), cells, cwd
+        self.stuck = stuck if stuck is not None else {}   # cell index -> why it never finished
         self.call_timeout, self.run_timeout, self.max_reply = call_timeout, run_timeout, max_reply
         self.env, self.preexec = dict(env or {}), preexec
         self.proc: subprocess.Popen | None = None
@@ -76,8 +77,8 @@ class LearnerProcess:
         self.deadline = float("inf")   # set by the grader per test cell: all its calls together
 
     # -- life cycle
-    def start(self, attempts: int = 2) -> None:
-        """Start the process (a failed launch is retried on a fresh one) and run the learner's cells."""
+    def _launch(self, attempts: int = 2) -> None:
+        """Start the process; a launch that fails before any learner code runs is retried on a fresh one."""
         for attempt in range(attempts):
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, env=self.env, start_new_session=True,
@@ -86,14 +87,37 @@ class LearnerProcess:
             self._buffer = b""
             try:
                 if self._read(30.0).get("ready") is True:
-                    break
+                    return
             except LearnerGone:
                 pass
             self.close()
-            if attempt == attempts - 1:
-                raise LearnerGone("sandbox failed", "the sandbox could not start (the grader's problem, not yours)")
-        reply = self._ask({"op": "run", "cells": self.cells}, self.run_timeout)
-        self.cell_errors = [c.get("error") for c in reply.get("cells", [])]
+        raise LearnerGone("sandbox failed", "the sandbox could not start (the grader's problem, not yours)")
+
+    def start(self) -> None:
+        """Start the process and run the learner's cells, one request each.
+
+        A cell that does not finish (a loop, a crash, a flood) is left out (in ``self.stuck``, shared by
+        every process of the submission, so each pays for it once) and the process restarts without it:
+        it costs the functions that cell defines, not the whole notebook.
+        """
+        while True:
+            self._launch()
+            self.cell_errors = []
+            for k, cell in enumerate(self.cells):
+                if k in self.stuck:
+                    self.cell_errors.append(["TimeoutError", "did not finish; left out"])
+                    continue
+                try:
+                    reply = self._ask({"op": "run", "cells": [cell]}, self.run_timeout)
+                except LearnerGone as exc:
+                    if exc.reason == "sandbox failed":
+                        raise
+                    self.stuck[k] = exc.reason        # a loop, a crash, a flood: that cell only
+                    self.close()
+                    break
+                self.cell_errors += [c.get("error") for c in reply.get("cells", [])[:1]]
+            else:
+                return
 
     def close(self) -> None:
         if self.proc is None:
@@ -229,7 +253,11 @@ class RemoteFunction:
         self.process = process
 
     def remote_outcome(self, args, kwargs, names=(), substitute=None, copy_inputs=True) -> Outcome:
-        return self.process.call(self.__name__, args, kwargs or {}, names, substitute, copy_inputs)
+        outcome = self.process.call(self.__name__, args, kwargs or {}, names, substitute, copy_inputs)
+        if outcome.raised is not None and outcome.raised.type == "NameError" and self.process.stuck:
+            reason = next(iter(self.process.stuck.values()))
+            raise LearnerGone(reason, "the cell that defines it did not finish")
+        return outcome
 
     def __call__(self, *args, **kwargs):
         outcome = self.remote_outcome(args, kwargs)

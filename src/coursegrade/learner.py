@@ -51,9 +51,16 @@ class _Capped(io.TextIOBase):
         return len(s)
 
 
-def _definitions_only(source: str) -> str:
+def _definitions_only(source: str, avoid) -> str:
+    """The cell's imports, definitions and assignments, except assignments that call one of ``avoid``
+    (the notebook's own functions: a "look at the output" cell calls the answers, which is no definition)."""
+    def calls_avoided(node) -> bool:
+        return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in avoid
+                   for n in ast.walk(node))
+
     tree = ast.parse(source)
-    tree.body = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
+    tree.body = [node for node in tree.body if isinstance(node, _DEFINITIONS)
+                 and not (isinstance(node, (ast.Assign, ast.AnnAssign)) and calls_avoided(node))]
     return ast.unparse(tree)
 
 
@@ -65,7 +72,7 @@ def run_cells(cells, namespace) -> list:
         sys.stdout = sys.stderr = _Capped()
         try:
             if not cell.get("answer"):
-                source = _definitions_only(source)
+                source = _definitions_only(source, set(cell.get("avoid") or ()))
             exec(compile(source, f"<cell {len(replies) + 1}>", "exec"), namespace)
         except BaseException as exc:  # noqa: BLE001 - a cell's error is data, even SystemExit
             error = [type(exc).__name__, str(exc)[:2000]]

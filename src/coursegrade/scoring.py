@@ -41,6 +41,7 @@ from .channel import LearnerGone, LearnerProcess, RemoteFunction
 MAX_BYTES = 8 * 2**20        # a submitted notebook larger than this is not parsed at all
 MAX_CELLS = 400
 CELL_BUDGET = 3              # a test cell's calls may take this many call timeouts in all
+_MARKER = re.compile(r"((?:BEGIN|END) HIDDEN TESTS)")
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S)
 # --------------------------------------------------------------------------- results
 
@@ -248,7 +249,15 @@ def learner_cells(assignment: Assignment, nb) -> list[dict]:
             cells.append({"source": _visible(assignment.setup[gid]), "answer": False})
         else:
             cells.append({"source": cell.source, "answer": gid in assignment.answers})
-    return cells
+    avoid = set(assignment.functions) | {name for c in cells for name in _defined(c["source"])}
+    return [{**c, "avoid": sorted(avoid)} for c in cells]
+
+
+def _defined(source: str) -> set[str]:
+    try:
+        return {n.name for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    except (SyntaxError, ValueError):
+        return set()
 
 
 # --------------------------------------------------------------------------- grading
@@ -279,7 +288,7 @@ class Runner:
             self._packages[key] = dest
         return self._packages[key]
 
-    def process(self, decl, cells: list[dict]) -> LearnerProcess:
+    def process(self, decl, cells: list[dict], stuck: dict | None = None) -> LearnerProcess:
         argv = sandbox.command(self.package(decl), self.uid, self.limits, sandboxed=self.sandboxed)
         cwd = None
         if not self.sandboxed:   # still never the grader's own folders: an empty one of its own
@@ -287,7 +296,8 @@ class Runner:
             cwd = tempfile.mkdtemp(dir=self.scratch / "learners")
         env = sandbox.ENV if self.sandboxed else {**sandbox.ENV, "HOME": cwd}
         return LearnerProcess(argv, cells, call_timeout=self.call_timeout, run_timeout=self.run_timeout, env=env,
-                              preexec=self.cgroup.join if self.cgroup and self.cgroup.dirs else None, cwd=cwd)
+                              preexec=self.cgroup.join if self.cgroup and self.cgroup.dirs else None, cwd=cwd,
+                              stuck=stuck)
 
     def sweep(self) -> None:
         """Kill whatever a submission left running in this slot's cgroup, before the next one starts."""
@@ -324,13 +334,14 @@ def grade_notebook(assignment: Assignment, data: bytes, runner: Runner, salt: in
         notes.append("copies the package's source (look at it): " + ", ".join(copies))
     cells = learner_cells(assignment, nb)
     processes: dict[str, LearnerProcess] = {}
+    stuck: dict = {}            # cells that never finished, shared by the submission's processes
     namespace: dict = {"__name__": "__grader__"}
     for source in assignment.setup.values():
         exec(compile(_visible(source), "<set-up>", "exec"), namespace)
     for name, decl in assignment.functions.items():
         key = withhold.key(_forbidden(decl))
         if key not in processes:
-            processes[key] = runner.process(decl, cells)
+            processes[key] = runner.process(decl, cells, stuck)
         namespace[name] = RemoteFunction(name, processes[key])
     results = []
     previous_salt = os.environ.get(SALT_VARIABLE)
@@ -379,6 +390,12 @@ def feedback_notebook(nb, assignment: Assignment, results: list[CellScore]) -> d
         gid = _gid(cell)
         if cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None
+        if gid not in assignment.tests:   # markers nbgrader's ClearHiddenTests would choke on
+            cell["source"] = _MARKER.sub(lambda m: m.group(1).replace(" TESTS", "-TESTS"), cell.get("source", ""))
+        if gid not in source_cells:
+            cell.get("metadata", {}).pop("nbgrader", None)      # only the source's cells are graded cells
+        elif gid in assignment.answers and gid not in placed:
+            cell.metadata["nbgrader"] = copy.deepcopy(source_cells[gid].metadata["nbgrader"])
         if gid in source_cells and gid not in placed:
             placed.add(gid)
             if gid in assignment.tests or gid in assignment.setup:
