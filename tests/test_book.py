@@ -190,6 +190,14 @@ def test_next_leads_from_each_chapter_to_its_exercise_and_on_to_the_next_chapter
             assert next_page(exercise) == (book.html / f"{chapters[i + 1]}.html").resolve()
 
 
+def test_links_to_a_chapter_carry_its_number(book):
+    # {doc}`01_chain_rule` without an explicit text (chapters/_ext/chapter_links.py)
+    intro = page_text(book.html / "chapters" / "intro.html")
+    for number, title in ((1, "The chain rule through depth"), (2, "Saturation"), (5, "Gradient clipping")):
+        assert f"Chapter {number}: {title}" in intro, f"the intro's link to chapter {number} has no number"
+    assert "Chapter 1: The chain rule through depth" in page_text(book.html / "chapters" / "02_saturation.html")
+
+
 def test_chapters_show_their_committed_figures(book):
     for chapter in sorted((ROOT / "chapters").glob("*.ipynb")):
         page = book.html / "chapters" / f"{chapter.stem}.html"
