@@ -55,6 +55,13 @@ def _arrays(grads, func: str) -> list[tuple[str, np.ndarray]]:
     return named
 
 
+def _non_finite(name: str, a: np.ndarray, func: str) -> NonFiniteGradientError:
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    return NonFiniteGradientError(
+        f"{func}: {name} contains NaN or inf ({bad} of {a.size} entries); clipping cannot repair "
+        f"a non-finite gradient: skip this step or lower the learning rate", name)
+
+
 def _largest_entry(named, func: str) -> float:
     """``max |g|`` over every array; raises :class:`NonFiniteGradientError` naming the first bad tensor.
 
@@ -65,15 +72,13 @@ def _largest_entry(named, func: str) -> float:
     for name, a in named:
         high, low = float(a.max()), float(a.min())
         if not (math.isfinite(high) and math.isfinite(low)):
-            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            raise NonFiniteGradientError(
-                f"{func}: {name} contains NaN or inf ({bad} of {a.size} entries); clipping cannot repair "
-                f"a non-finite gradient: skip this step or lower the learning rate", name)
+            raise _non_finite(name, a, func)
         m = max(m, high, -low)
     return m
 
 
 _BLOCK = 1 << 16  # entries per block: 512 KiB of float64, small enough to stay in the CPU's cache
+_ROW = 1 << 10    # entries per row when np.vecdot sums the squares of a block (float16 and float32 only)
 
 
 def _sum_of_squares(flat: np.ndarray, m: float, out: np.ndarray) -> float:
@@ -92,16 +97,52 @@ def _sum_of_squares(flat: np.ndarray, m: float, out: np.ndarray) -> float:
     return _sum_of_squares(flat[:half], m, out) + _sum_of_squares(flat[half:], m, out)
 
 
-def _norm_parts(arrays, m: float) -> tuple[float, float]:
-    """Return ``s`` with ``||all arrays||_2 = m * s``, without overflow, for ``m = max |entry|``.
+def _block_sums_of_squares(flat: np.ndarray, rows: np.ndarray):
+    """Yield the float64 sum of the squares of each block of ``flat``, a float16 or float32 array.
 
-    Dividing by the largest entry first puts every term in [0, 1], so ``s`` lies in [1, sqrt(size)]
-    and squaring cannot overflow even for entries near 1e308, nor underflow all to zero.
+    Each block is copied into ``rows``, the float64 scratch block seen as rows of ``_ROW`` entries,
+    zero-padded to whole rows; ``np.vecdot`` sums the squares of each row and ``np.add.reduce`` adds
+    the rows pairwise.
     """
+    scratch = rows.reshape(-1)
+    for start in range(0, flat.size, _BLOCK):
+        block = flat[start:start + _BLOCK]
+        block.max()  # one fast read brings the block into the cache, where the float64 copy is 3x faster
+        n, used = block.size, -(-block.size // _ROW)
+        scratch[:n] = block
+        scratch[n:used * _ROW] = 0.0
+        yield float(np.add.reduce(np.vecdot(rows[:used], rows[:used])))
+
+
+def _norm_parts(named, func: str) -> tuple[float, float]:
+    """Return ``(m, s)`` with ``||all arrays||_2 = m * s``, without overflow or underflow.
+
+    Only float16 and float32 arrays: ``m = 1`` and ``s`` is the square root of the sum of the squares
+    in float64. Every square is exact there (24 significant bits squared are 48 < 53) and, unless
+    zero, lies between 1e-90 and 2e77: nothing to scale, and the sum is finite exactly when every
+    entry is. Only the additions round: per row of ``_ROW`` squares, pairwise per block, and once over
+    the blocks (``math.fsum``). On tests/test_clipping.py's draws ``s`` is the exactly rounded norm in
+    80% to 95% of them, and at most 2 units in the last place off (the scaled formula below: 48% to 75%).
+
+    Otherwise ``m = max |entry|``: dividing by it first puts every term in [0, 1], so ``s`` lies in
+    [1, sqrt(size)] and squaring cannot overflow even for entries near 1e308, nor underflow all to zero.
+
+    Raises :class:`NonFiniteGradientError` naming the first tensor with a NaN or an infinity.
+    """
+    arrays = [a for _, a in named]
+    largest = min(_BLOCK, max(a.size for a in arrays))
+    if all(a.dtype.itemsize <= 4 for a in arrays):
+        rows = np.empty((-(-largest // _ROW), _ROW))
+        total = math.fsum(part for a in arrays for part in _block_sums_of_squares(a.ravel(order="K"), rows))
+        if not math.isfinite(total):  # a NaN or an infinity somewhere: name the first tensor with one
+            name, a = next((name, a) for name, a in named if not np.isfinite(a).all())
+            raise _non_finite(name, a, func)
+        return 1.0, math.sqrt(total)
+    m = _largest_entry(named, func)
     if m == 0.0:
-        return 0.0
-    out = np.empty(min(_BLOCK, max(a.size for a in arrays)))
-    return float(np.sqrt(sum(_sum_of_squares(a.ravel(order="K"), m, out) for a in arrays)))
+        return 0.0, 0.0
+    out = np.empty(largest)
+    return m, float(np.sqrt(sum(_sum_of_squares(a.ravel(order="K"), m, out) for a in arrays)))
 
 
 def _product(m: float, s: float) -> float:
@@ -179,8 +220,7 @@ def clip_by_norm(g, max_norm):
     func = "clip_by_norm"
     max_norm = check_positive(max_norm, "max_norm", func)
     arr = as_float_array(g, "g", func)
-    m = _largest_entry([("g", arr)], func)
-    return _scaled([arr], m, _norm_parts([arr], m), max_norm)[0]
+    return _scaled([arr], *_norm_parts([("g", arr)], func), max_norm)[0]
 
 
 def global_norm(grads) -> float:
@@ -202,8 +242,7 @@ def global_norm(grads) -> float:
         If any tensor contains NaN or infinity.
     """
     named = _arrays(grads, "global_norm")
-    m = _largest_entry(named, "global_norm")
-    return _product(m, _norm_parts([a for _, a in named], m))
+    return _product(*_norm_parts(named, "global_norm"))
 
 
 def clip_by_global_norm(grads, max_norm):
@@ -235,7 +274,5 @@ def clip_by_global_norm(grads, max_norm):
     func = "clip_by_global_norm"
     max_norm = check_positive(max_norm, "max_norm", func)
     named = _arrays(grads, func)
-    arrays = [a for _, a in named]
-    m = _largest_entry(named, func)
-    s = _norm_parts(arrays, m)
-    return rebuild(grads, iter(_scaled(arrays, m, s, max_norm))), _product(m, s)
+    m, s = _norm_parts(named, func)
+    return rebuild(grads, iter(_scaled([a for _, a in named], m, s, max_norm))), _product(m, s)
