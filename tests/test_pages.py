@@ -105,7 +105,9 @@ const cellStyle = (sel) => {
 const cells = {solution: col.querySelectorAll('div.cell.nbgrader-solution').length,
                locked: col.querySelectorAll('div.cell.nbgrader-locked').length,
                solutionStyle: cellStyle('div.cell.nbgrader-solution'),
-               lockedStyle: cellStyle('div.cell.nbgrader-locked')};
+               lockedStyle: cellStyle('div.cell.nbgrader-locked'),
+               unmarked: Array.from(col.querySelectorAll('div.cell'), (el) => el.className)
+                 .filter((k) => !/nbgrader-(solution|locked|free)/.test(k)).length};
 const broken = [];
 for (const img of document.querySelectorAll('img')) {
   if (!img.complete || img.naturalWidth === 0) broken.push(img.getAttribute('src'));
@@ -346,6 +348,7 @@ def test_exercise_pages_mark_the_cells_to_edit_and_the_locked_checks(pages_scan)
         assert cells["solution"] >= 1 and cells["locked"] >= 1, (page, cells)
         assert cells["solutionStyle"] != cells["lockedStyle"], (page, cells)
         assert "Your code" in cells["solutionStyle"] and "Locked" in cells["lockedStyle"], (page, cells)
+        assert cells["unmarked"] == 0, (page, cells)
 
 
 def test_every_image_loads(pages_scan):
