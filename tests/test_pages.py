@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-webdriver = pytest.importorskip("selenium.webdriver")
+from selenium import webdriver        # pinned in the test group: a missing Selenium is an error, not a skip
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
