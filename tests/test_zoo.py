@@ -1,7 +1,7 @@
 """The submission zoo through one real ``course grade`` run (sandboxed, 2 workers in parallel).
 
-One course copy holds every zoo case (``tests/zoo.py``): correct, blank and wrong for every
-exercise, the hostile cases on ex01 and the honest victims they aim at. Canary files (mode
+One course copy holds every zoo case (``tests/zoo.py``): correct, blank and wrong for ex01 and a
+correct submission of every other exercise, the hostile cases on ex01 and the honest victims they aim at. Canary files (mode
 0600, root, random content) live outside the course: in ``/var/tmp`` and next to the course in
 pytest's scratch. One ``course grade`` run grades everything; the tests then read its summary,
 the status file, the gradebook, ``grades.csv``, the feedback pages and the autograded
@@ -158,7 +158,8 @@ def run(tmp_path_factory):
 
 
 def _case_names() -> list[str]:
-    names = [f"{a.split('_')[0]}-{kind}" for a in ASSIGNMENTS for kind in ("correct", "blank", "wrong")]
+    names = [f"{a.split('_')[0]}-{kind}" for a in ASSIGNMENTS
+             for kind in (("correct", "blank", "wrong") if a == zoo.HOSTILE else ("correct",))]
     return names + HOSTILE_NAMES
 
 

@@ -159,9 +159,13 @@ class LearnerProcess:
 
     def _read(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
+        buffer = bytearray(self._buffer)    # appended in place: a large reply is read in linear time
+        end = buffer.find(b"\n")
         with selectors.DefaultSelector() as sel:
             sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in self._buffer:
+            while end < 0:
+                if len(buffer) > self.max_reply:
+                    raise LearnerGone("output limit", f"a reply larger than {self.max_reply // 2**20} MB")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise LearnerGone("timeout", f"no answer within {timeout:g} s")
@@ -170,10 +174,12 @@ class LearnerProcess:
                 chunk = self.proc.stdout.read(1 << 20)
                 if not chunk:
                     raise self._died()
-                self._buffer += chunk
-                if len(self._buffer) > self.max_reply:
-                    raise LearnerGone("output limit", f"a reply larger than {self.max_reply // 2**20} MB")
-        line, _, self._buffer = self._buffer.partition(b"\n")
+                newline = chunk.find(b"\n")
+                end = len(buffer) + newline if newline >= 0 else -1
+                buffer += chunk
+        if end > self.max_reply:
+            raise LearnerGone("output limit", f"a reply larger than {self.max_reply // 2**20} MB")
+        line, self._buffer = bytes(buffer[:end]), bytes(buffer[end + 1:])
         try:
             reply = json.loads(line)
         except (ValueError, RecursionError):
