@@ -111,3 +111,14 @@ def check_choice(value, name: str, func: str, choices) -> str:
         listed = ", ".join(repr(c) for c in sorted(choices))
         raise ValueError(f"{func}: {name} must be one of {listed}; got {value!r}")
     return value
+
+
+def check_caches(caches, cls: type, producer: str, func: str) -> None:
+    """``caches`` must be the non-empty list of ``cls`` records that ``producer`` returned."""
+    if not isinstance(caches, (list, tuple)) or len(caches) == 0:
+        raise TypeError(f"{func}: caches must be the non-empty list of {cls.__name__} returned by "
+                        f"{producer}; got {type(caches).__name__}")
+    for l, c in enumerate(caches):
+        if not isinstance(c, cls):
+            raise TypeError(f"{func}: caches[{l}] must be a {cls.__name__} from {producer}; "
+                            f"got {type(c).__name__}")

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stablegrad._validate import as_float_array
+from stablegrad._validate import as_float_array, check_caches
 from stablegrad.activations import Activation, get_activation
 
 __all__ = [
@@ -259,13 +259,7 @@ def stack_backward(dout, caches):
         One per layer, in the same order as ``params`` (layer 1 first).
     """
     func = "stack_backward"
-    if not isinstance(caches, (list, tuple)) or len(caches) == 0:
-        raise TypeError(f"{func}: caches must be the non-empty list of LayerCache returned by "
-                        f"stack_forward; got {type(caches).__name__}")
-    for l, c in enumerate(caches):
-        if not isinstance(c, LayerCache):
-            raise TypeError(f"{func}: caches[{l}] must be a LayerCache from stack_forward; "
-                            f"got {type(c).__name__}")
+    check_caches(caches, LayerCache, "stack_forward", func)
     last = caches[-1].act
     d = _check_dout(dout, last.a.shape, func, "(N, D_L)")
     grads = []

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stablegrad._validate import as_float_array, check_choice, check_int, check_positive, check_rng
+from stablegrad._validate import as_float_array, check_caches, check_choice, check_int, check_positive, check_rng
 from stablegrad.activations import ACTIVATIONS, get_activation
 # the layer kernels without input checks: a block is checked once, at the boundary, never again per layer
 from stablegrad.layers import (
@@ -409,13 +409,7 @@ def residual_stack_backward(dout, caches, *, return_deltas=False):
         ``deltas[L]`` is ``dout``.
     """
     func = "residual_stack_backward"
-    if not isinstance(caches, (list, tuple)) or len(caches) == 0:
-        raise TypeError(f"{func}: caches must be the non-empty list of ResidualCache returned by "
-                        f"residual_stack_forward; got {type(caches).__name__}")
-    for l, c in enumerate(caches):
-        if not isinstance(c, ResidualCache):
-            raise TypeError(f"{func}: caches[{l}] must be a ResidualCache from residual_stack_forward; "
-                            f"got {type(c).__name__}")
+    check_caches(caches, ResidualCache, "residual_stack_forward", func)
     if not isinstance(return_deltas, bool):
         raise TypeError(f"{func}: return_deltas must be True or False; got {type(return_deltas).__name__}")
     dout = as_float_array(dout, "dout", func, ndim=2, shape="(N, D)")
