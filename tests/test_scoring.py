@@ -33,6 +33,15 @@ def _bytes(nb) -> bytes:
     return nbformat.writes(nb).encode()
 
 
+def _grade(assignment, nb, tmp_path, salt: int, **runner_options) -> scoring.SubmissionResult:
+    """Grade a notebook for real, with the learner's side unsandboxed (the sandboxed path is test_zoo's)."""
+    runner = scoring.Runner(tmp_path, sandboxed=False, **runner_options)
+    try:
+        return scoring.grade_notebook(assignment, _bytes(nb), runner, salt=salt)
+    finally:
+        runner.close()
+
+
 def test_sizes_are_checked_before_parsing():
     assert "too large" in scoring.parse(b" " * (scoring.MAX_BYTES + 1))[1]
     many = json.dumps({"cells": [{"cell_type": "raw", "source": "", "metadata": {}}] * (scoring.MAX_CELLS + 1),
@@ -110,12 +119,8 @@ def test_scores_come_from_return_values_only(assignment, release, tmp_path):
                                      "    while frame is not None and 'expected' not in frame.f_locals:\n"
                                      "        frame = frame.f_back\n"
                                      "    return None if frame is None else frame.f_locals['expected']\n")}
-    runner = scoring.Runner(tmp_path, sandboxed=False, call_timeout=20, run_timeout=60)
-    try:
-        result = scoring.grade_notebook(assignment, _bytes(grading.fill(release, sneaky)), runner, salt=1)
-        good = scoring.grade_notebook(assignment, _bytes(grading.fill(release, perfect)), runner, salt=2)
-    finally:
-        runner.close()
+    result = _grade(assignment, grading.fill(release, sneaky), tmp_path / "a", 1)
+    good = _grade(assignment, grading.fill(release, perfect), tmp_path / "b", 2)
     scores = {c.grade_id: c.points for c in result.cells}
     assert scores == {"test_stack_backward": 0.0, "test_numerical_gradient": 0.0, "test_chain_gradient_norms": 3.0}
     assert good.score == 10.0 and not good.reasons
@@ -136,11 +141,7 @@ def test_patching_the_observers_does_not_hide_a_warning(assignment, tmp_path):
              "numpy.seterr(all='ignore')\n"
              "def sigmoid(z):\n    return 1.0 / (1.0 + np.exp(-z))\n")
     answers = {**grading.perfect_answers(ex02.source), "sigmoid": naive}
-    runner = scoring.Runner(tmp_path, sandboxed=False)
-    try:
-        result = scoring.grade_notebook(ex02, _bytes(grading.fill(release, answers)), runner, salt=3)
-    finally:
-        runner.close()
+    result = _grade(ex02, grading.fill(release, answers), tmp_path, 3)
     scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
     assert scores["test_sigmoid"] == (0.0, "wrong answer"), scores
     assert all(c.points == c.max_points for c in result.cells if c.grade_id != "test_sigmoid"), scores
@@ -159,11 +160,7 @@ def test_a_hung_cell_costs_only_the_functions_it_defines(assignment, release, tm
                    "def stack_backward(dout, caches):", "def stack_backward(dout, caches):\n    import os\n"
                    "    if dout.shape == _DEMO.shape and np.array_equal(dout, _DEMO):\n"
                    "        os._exit(3)   # only on the release's demo cell input, which grading never calls")}
-    runner = scoring.Runner(tmp_path, sandboxed=False, call_timeout=3, run_timeout=3)
-    try:
-        result = scoring.grade_notebook(assignment, _bytes(grading.fill(release, answers)), runner, salt=4)
-    finally:
-        runner.close()
+    result = _grade(assignment, grading.fill(release, answers), tmp_path, 4, call_timeout=3, run_timeout=3)
     scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
     assert scores == {"test_stack_backward": (4.0, ""), "test_numerical_gradient": (0.0, "timeout"),
                       "test_chain_gradient_norms": (3.0, "")}, scores
@@ -177,11 +174,7 @@ def test_feedback_survives_forged_metadata_and_markers(assignment, release, tmp_
     extra.metadata["nbgrader"] = {"grade": True, "grade_id": "forged\\x1b[2J", "points": 100, "locked": True,
                                   "solution": False, "schema_version": 3}
     nb.cells.append(extra)
-    runner = scoring.Runner(tmp_path, sandboxed=False)
-    try:
-        result = scoring.grade_notebook(assignment, _bytes(nb), runner, salt=5)
-    finally:
-        runner.close()
+    result = _grade(assignment, nb, tmp_path, 5)
     assert result.score == 10.0
     fb = result.feedback_notebook
     assert not any("BEGIN HIDDEN TESTS" in c.source for c in fb.cells if grading.grade_id(c) != "x")
@@ -191,11 +184,7 @@ def test_feedback_survives_forged_metadata_and_markers(assignment, release, tmp_
 def test_a_cell_that_kills_its_process_costs_only_its_functions(assignment, release, tmp_path):
     perfect = grading.perfect_answers(assignment.source)
     answers = {**perfect, "chain_gradient_norms": perfect["chain_gradient_norms"] + "\nimport os\nos._exit(1)\n"}
-    runner = scoring.Runner(tmp_path, sandboxed=False, call_timeout=10, run_timeout=10)
-    try:
-        result = scoring.grade_notebook(assignment, _bytes(grading.fill(release, answers)), runner, salt=6)
-    finally:
-        runner.close()
+    result = _grade(assignment, grading.fill(release, answers), tmp_path, 6, call_timeout=10, run_timeout=10)
     scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
     assert scores == {"test_stack_backward": (4.0, ""), "test_numerical_gradient": (3.0, ""),
                       "test_chain_gradient_norms": (0.0, "killed kernel")}, scores
