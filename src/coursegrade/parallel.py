@@ -1,4 +1,4 @@
-"""A pool of grading workers: one kernel per submission, a hard wall-time limit per submission.
+"""A pool of grading workers: one submission at a time each, a hard wall-time limit per submission.
 
 Each worker is a separate process (``spawn``) holding a :class:`coursegrade.worker.Worker`;
 it grades one submission at a time and sends back plain data. The main process hands out
@@ -94,7 +94,7 @@ class Pool:
     jobs : int
     sandboxed : bool
     wall_limit : float
-        Seconds one submission may take in all (kernel start, every cell, feedback).
+        Seconds one submission may take in all (its sandboxes, every test cell, feedback).
     extra_config : str
         Appended to each worker's nbgrader config.
     """
