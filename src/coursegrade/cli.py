@@ -323,14 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir", type=Path)
     p = sub.add_parser("grade", help="autograde, export grades.csv, generate feedback, print a summary")
     p.add_argument("ids", nargs="*", help="assignments (default: every submitted one)")
-    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded in parallel (default: cores)")
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+                   help="submissions graded in parallel (default: cores)")
     p.add_argument(sandbox.OVERRIDE_FLAG, dest="sandbox", action="store_false",
                    help="run student code without the sandbox (only for trusted submissions)")
     p.add_argument("--force", action="store_true", help="re-grade submissions already graded")
     p.add_argument("--student", action="append", help="only this student (repeatable)")
     p.add_argument("--shard", help="K/N: grade only the K-th of N shards of the students (several machines)")
     p.add_argument("--wall-limit", type=float, default=600.0, help="seconds per submission in all (default 600)")
-    p.add_argument("--memory-mb", type=int, default=None, help="memory of a learner's sandbox: per process, and for the whole sandbox where cgroups allow (default 3072)")
+    p.add_argument("--memory-mb", type=int, default=None,
+                   help="memory of a learner's sandbox: per process, and in all where cgroups allow (default 3072)")
     p.add_argument("--no-feedback", dest="feedback", action="store_false", help="skip the feedback HTML")
     p = sub.add_parser("check", help="run a notebook's visible tests; exit 1 when one fails")
     p.add_argument("notebook", type=Path)
