@@ -188,3 +188,12 @@ def test_a_cell_that_kills_its_process_costs_only_its_functions(assignment, rele
     scores = {c.grade_id: (c.points, c.reason) for c in result.cells}
     assert scores == {"test_stack_backward": (4.0, ""), "test_numerical_gradient": (3.0, ""),
                       "test_chain_gradient_norms": (0.0, "killed kernel")}, scores
+
+
+def test_a_sandbox_that_cannot_start_leaves_the_submission_ungraded(assignment, release, tmp_path, monkeypatch):
+    """A launch failure is the grader's problem: retried, then reported as not graded, never as a zero."""
+    from coursegrade import sandbox
+
+    monkeypatch.setattr(sandbox, "command", lambda *a, **k: ["false"])
+    result = _grade(assignment, grading.fill(release, grading.perfect_answers(assignment.source)), tmp_path, 7)
+    assert result.retry and result.fatal.startswith("not graded") and not result.cells
