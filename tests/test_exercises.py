@@ -108,7 +108,8 @@ class Graded:
         # The real grading path: release (fills the gradebook), then `course grade` (sandboxed learners,
         # tests run by the grader, nbgrader's feedback pages).
         self.generated = course.release(assignment)
-        proc = grading.run_course(course, "grade", assignment, "--force", "--jobs", "2")
+        # one worker: the suite already runs its groups in parallel
+        proc = grading.run_course(course, "grade", assignment, "--force", "--jobs", "1")
         if proc.returncode != 0:
             pytest.fail(f"course grade failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         self.scores = course.scores(assignment)
