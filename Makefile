@@ -37,7 +37,7 @@ NBVAL_CELL_TIMEOUT := $(shell sed -n 's/^  timeout: *\([0-9]*\).*/\1/p' _config.
 PYTEST := pytest -p no:cacheprovider --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout $(NBVAL_CELL_TIMEOUT)
 
-.PHONY: help setup system-deps book test test-package test-chapters test-solutions release collect grade check bench clean
+.PHONY: help setup system-deps book pdf test test-package test-chapters test-solutions release collect grade check bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -68,6 +68,16 @@ book: setup  ## build the HTML book into _build/html (offline; warnings are erro
 	@echo
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
+# The whole book as one page (Sphinx's singlehtml builder, into _build/singlehtml), printed by Debian's headless
+# chromium to one PDF (tools/print_pdf.py: served on a local port, printed once MathJax has typeset everything and
+# every image has loaded; it fails when a page title, typeset math or an image is missing from the PDF).
+# The chapters' outputs come from the execution cache that `make book` fills (_build/.jupyter_cache): an
+# unchanged chapter is not executed again; a failed build drops Sphinx's saved state as `make book` does.
+pdf: setup system-deps  ## print the whole book to one PDF, _build/pdf/book.pdf (math typeset, code wrapped; offline)
+	jupyter-book build . --builder singlehtml -W -n --keep-going \
+	  || { rm -rf _build/.doctrees; echo "make pdf FAILED: the single-page build failed (see the warnings above)"; exit 1; }
+	python tools/print_pdf.py _build/singlehtml _build/pdf/book.pdf --toc _toc.yml
+
 # One pytest session on both cores: the package, the book, grading end to end, and every chapter and solution
 # under this machine's numeric configuration and two others (tests/test_portability.py). All of it runs even
 # when one part fails; the exit status is non-zero if anything failed. Slowest groups first (tests/conftest.py).
@@ -80,16 +90,18 @@ test: setup system-deps  ## run the whole suite: package, book, grading, every n
 
 # Debian packages the tests need: bubblewrap (the kernel sandbox), util-linux (setpriv, prlimit),
 # postgresql (a real server for the shared-gradebook test), and chromium with chromium-driver (the book's
-# pages read in a real headless browser, tests/test_pages.py). Installed with apt-get when missing.
+# pages read in a real headless browser, tests/test_pages.py; `make pdf`), and poppler-utils (pdftotext, pdfinfo,
+# pdfimages: `make pdf` and tests/test_pdf.py read the printed PDF back). Installed with apt-get when missing.
 SYSTEM_DEPS_CHECK := command -v bwrap && command -v setpriv && command -v prlimit \
-	&& ls /usr/lib/postgresql/*/bin/initdb && command -v chromium && command -v chromedriver
-system-deps:  ## install the Debian packages the tests need (bubblewrap, util-linux, postgresql, chromium) if missing
+	&& ls /usr/lib/postgresql/*/bin/initdb && command -v chromium && command -v chromedriver \
+	&& command -v pdftotext && command -v pdfinfo && command -v pdfimages
+system-deps:  ## install the Debian packages the tests need (bubblewrap, util-linux, postgresql, chromium, poppler-utils) if missing
 	@{ $(SYSTEM_DEPS_CHECK); } >/dev/null 2>&1 || { \
 	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
-	    || { echo "Install bubblewrap, util-linux, postgresql, chromium and chromium-driver (Debian/Ubuntu: apt-get install), or run as root."; exit 1; }; \
-	  echo "Installing bubblewrap util-linux postgresql chromium chromium-driver with apt-get"; \
+	    || { echo "Install bubblewrap, util-linux, postgresql, chromium, chromium-driver and poppler-utils (Debian/Ubuntu: apt-get install), or run as root."; exit 1; }; \
+	  echo "Installing bubblewrap util-linux postgresql chromium chromium-driver poppler-utils with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    bubblewrap util-linux postgresql chromium chromium-driver >/dev/null; }
+	    bubblewrap util-linux postgresql chromium chromium-driver poppler-utils >/dev/null; }
 
 test-package: setup system-deps  ## the suite without the notebook runs: package, book build, nbgrader end to end
 	$(SUITE) tests -k "not test_notebooks_hold_under_each_configuration"
