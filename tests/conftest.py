@@ -57,6 +57,7 @@ SLOW_GROUPS_FIRST = (
     "grading:",                             # 30-60 s each: one `course grade` run per exercise with its mutants
     "postgres",                             # ~30 s: a real PostgreSQL server
     "book",                                 # ~70 s: the book build, the fixture-book builds, the browser scan
+    "pdf",                                  # ~20 s: a small one-page book printed by chromium
     "portability:",                         # ~12 s each: the five solutions under nbval-lax
     "grading-cli",
     "scoring",                              # ~30 s: real (unsandboxed) grading of crafted notebooks

@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import print_pdf  # noqa: E402  (tools/print_pdf.py, what `make pdf` runs)
 from test_book import jupyter_book_build  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("pdf")
+
 PAGES = {
     "chapters/intro": "# Fixture book for printing\n\nThe introduction says hello from page one.\n",
     "chapters/one": (
