@@ -26,20 +26,18 @@ check above is shown to fail when it should.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
 import re
-import shutil
-import threading
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from selenium import webdriver        # pinned in the test group: a missing Selenium is an error, not a skip
+from selenium import webdriver  # noqa: F401 - pinned in the test group: a missing Selenium is an error, not a skip
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import headless  # noqa: E402
+from headless import Server  # noqa: E402
+
 WIDTHS = (1280, 400)          # a laptop window and a phone (CSS pixels)
 HEIGHT = 900
 PAGE_TIMEOUT_S = 20
@@ -164,52 +162,11 @@ Promise.all([mathjax, ...images]).then(([m]) => requestAnimationFrame(() => done
 
 # --------------------------------------------------------------------------- serving and the browser
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    failures: list[str]
-
-    def log_message(self, *args):
-        pass
-
-    def log_request(self, code="-", size="-"):
-        if str(code).isdigit() and int(code) >= 400:
-            self.failures.append(f"HTTP {code} for {self.path}")
-
-
-class Server:
-    """``_build/html`` (or any folder) on 127.0.0.1, on a free port, in a thread; records 4xx/5xx answers."""
-
-    def __init__(self, root: Path):
-        self.failures: list[str] = []
-        handler = type("Handler", (_QuietHandler,), {"failures": self.failures})
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def start_browser():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.fail("Debian's chromium and chromium-driver are required: run `make system-deps`")
-    os.environ.setdefault("SE_OFFLINE", "true")       # Selenium Manager must never download a browser
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-extensions", "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1",
-                f"--window-size={WIDTHS[0]},{HEIGHT}", "--lang=en-US"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(PAGE_TIMEOUT_S)
-    driver.set_script_timeout(PAGE_TIMEOUT_S)
-    return driver
+    try:
+        return headless.start_browser(width=WIDTHS[0], height=HEIGHT, timeout_s=PAGE_TIMEOUT_S, console_log=True)
+    except headless.BrowserMissing as exc:
+        pytest.fail(str(exc))
 
 
 def set_width(driver, width: int) -> None:

@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import functools
-import http.server
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import headless  # noqa: E402
+from headless import Server  # noqa: E402,F401 - the server print_book and the tests use
+
 TIMEOUT_S = 120
 
 # Resolves once every image has loaded (or failed) and MathJax, when the page loads it, has typeset everything.
@@ -82,49 +80,12 @@ MARGIN_IN = 0.5
 
 # --------------------------------------------------------------------------- serving and the browser
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    aliases: dict[str, str] = {}
-
-    def log_message(self, *args):
-        pass
-
-    def translate_path(self, path):
-        return super().translate_path(self.aliases.get(path.split("?", 1)[0], path))
-
-
-class Server:
-    """A folder on 127.0.0.1, on a free port, in a thread; ``aliases`` serve a file under another URL path."""
-
-    def __init__(self, root: Path, aliases: dict[str, str] | None = None):
-        handler = type("Handler", (_Quiet,), {"aliases": dict(aliases or {})})
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def start_browser():
-    """Debian's chromium through Debian's chromium-driver (the same version; Selenium downloads nothing)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        raise SystemExit("Debian's chromium and chromium-driver are required: run `make system-deps`")
-    os.environ.setdefault("SE_OFFLINE", "true")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-extensions",
-                "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1", "--window-size=1280,900",
-                "--lang=en-US"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(TIMEOUT_S)
-    driver.set_script_timeout(TIMEOUT_S)
-    return driver
+    """Debian's chromium through Debian's chromium-driver (Selenium downloads nothing)."""
+    try:
+        return headless.start_browser(timeout_s=TIMEOUT_S)
+    except headless.BrowserMissing as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def single_page(html: Path) -> str:
