@@ -137,27 +137,7 @@ return {column: Math.round(c.width), wide: wide, scaled: scaled, figures: figure
         mathjax: !!(window.MathJax && MathJax.startup), nmath: col.querySelectorAll('.math').length};
 """
 
-# Resolves once the page's images have loaded (or failed) and MathJax, if the page has math, has finished.
-SETTLE_JS = r"""
-const done = arguments[arguments.length - 1];
-const images = Array.from(document.images, (img) => {
-  img.loading = 'eager';
-  return img.complete ? null : new Promise((ok) => { img.onload = img.onerror = ok; });
-});
-const hasMath = document.querySelector('.math') !== null;
-const mathjax = new Promise((ok) => {
-  const start = Date.now();
-  (function poll() {
-    if (!hasMath) return ok('no math');
-    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-      return MathJax.startup.promise.then(() => ok('typeset'), (e) => ok('failed: ' + e));
-    }
-    if (Date.now() - start > 15000) return ok('MathJax never started');
-    setTimeout(poll, 25);
-  })();
-});
-Promise.all([mathjax, ...images]).then(([m]) => requestAnimationFrame(() => done(m)));
-"""
+
 
 
 # --------------------------------------------------------------------------- serving and the browser
@@ -182,7 +162,7 @@ def scan(driver, server: Server, pages: list[str]) -> dict[str, dict[int, dict]]
         del server.failures[:]
         driver.get_log("browser")                    # drop what an earlier page left
         driver.get(f"{server.url}/{page}")
-        settled = driver.execute_async_script(SETTLE_JS)
+        settled = driver.execute_async_script(headless.SETTLE_JS)
         console = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         results[page] = {}
         for width in WIDTHS:
@@ -330,7 +310,7 @@ def test_a_page_prints_alone_at_full_width(book, browser):
     try:
         set_width(browser, WIDTHS[0])
         browser.get(f"{server.url}/chapters/04_batchnorm.html")
-        browser.execute_async_script(SETTLE_JS)
+        browser.execute_async_script(headless.SETTLE_JS)
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
         printed = browser.execute_script("""
             const shown = (sel) => Array.from(document.querySelectorAll(sel)).filter(

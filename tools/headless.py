@@ -73,3 +73,29 @@ def start_browser(*, width: int = 1280, height: int = 900, timeout_s: float = 12
     driver.set_page_load_timeout(timeout_s)
     driver.set_script_timeout(timeout_s)
     return driver
+
+
+# Resolves once every image has loaded (or failed) and MathJax, when the page has math, has typeset everything.
+SETTLE_JS = r"""
+const done = arguments[arguments.length - 1];
+const images = Array.from(document.images, (img) => {
+  img.loading = 'eager';
+  return img.complete ? null : new Promise((ok) => { img.onload = img.onerror = ok; });
+});
+const hasMath = document.querySelector('.math') !== null;
+const mathjax = new Promise((ok) => {
+  const start = Date.now();
+  (function poll() {
+    if (!hasMath) return ok('no math');
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise && MathJax.typesetPromise) {
+      return MathJax.startup.promise.then(() => MathJax.typesetPromise())
+        .then(() => ok('typeset'), (e) => ok('failed: ' + e));
+    }
+    // The page has loaded (deferred scripts included) when this runs: a MathJax that has not started within
+    // a few seconds never will (its script failed to load).
+    if (Date.now() - start > 5000) return ok('MathJax never started');
+    setTimeout(poll, 25);
+  })();
+});
+Promise.all([mathjax, ...images]).then(([m]) => requestAnimationFrame(() => requestAnimationFrame(() => done(m))));
+"""

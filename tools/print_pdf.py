@@ -37,30 +37,7 @@ from headless import Server  # noqa: E402,F401 - the server print_book and the t
 
 TIMEOUT_S = 120
 
-# Resolves once every image has loaded (or failed) and MathJax, when the page loads it, has typeset everything.
-SETTLE_JS = r"""
-const done = arguments[arguments.length - 1];
-const images = Array.from(document.images, (img) => {
-  img.loading = 'eager';
-  return img.complete ? null : new Promise((ok) => { img.onload = img.onerror = ok; });
-});
-const hasMath = document.querySelector('.math') !== null;
-const mathjax = new Promise((ok) => {
-  const start = Date.now();
-  (function poll() {
-    if (!hasMath) return ok('no math');
-    if (window.MathJax && MathJax.startup && MathJax.startup.promise && MathJax.typesetPromise) {
-      return MathJax.startup.promise.then(() => MathJax.typesetPromise())
-        .then(() => ok('typeset'), (e) => ok('failed: ' + e));
-    }
-    // The page has loaded (deferred scripts included) when this runs: a MathJax that has not started within
-    // a few seconds never will (its script failed to load).
-    if (Date.now() - start > 3000) return ok('MathJax never started');
-    setTimeout(poll, 25);
-  })();
-});
-Promise.all([mathjax, ...images]).then(([m]) => requestAnimationFrame(() => requestAnimationFrame(() => done(m))));
-"""
+
 
 # What the page holds, to compare with the PDF: its images (loaded or not) and its math.
 PAGE_JS = r"""
@@ -112,7 +89,7 @@ def print_page(driver, url: str, out: Path, *, block: tuple[str, ...] = (), sett
     driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": bool(block)})
     try:
         driver.get(url)
-        state = driver.execute_async_script(SETTLE_JS) if settle else "not awaited"
+        state = driver.execute_async_script(headless.SETTLE_JS) if settle else "not awaited"
         page = driver.execute_script(PAGE_JS)
         page["mathjax"] = state
         pdf = driver.execute_cdp_cmd("Page.printToPDF", {
