@@ -11,10 +11,8 @@ the config derives ``CourseDirectory.root`` from its own location, so
 everything nbgrader writes (``exercises/``, ``submitted/``, ``autograded/``,
 ``feedback/``, ``gradebook.db``) stays in the scratch directory.
 
-:meth:`CourseCopy.nbgrader` runs one ``nbgrader`` CLI command;
-:meth:`CourseCopy.steps` runs several subcommands (the same application
-classes, initialised from the same argv) in one process, which saves
-nbgrader's ~5 s of imports per command.
+:meth:`CourseCopy.nbgrader` runs one ``nbgrader`` CLI command; :func:`run_course`
+runs the course's own ``course`` command (``course grade``: the real grading path).
 
 Exercises plug in by adding ``solutions/<id>/<id>.ipynb`` and
 ``tests/mutants/<id>.py`` (a ``MUTANTS`` list of :class:`Mutant`).
@@ -328,26 +326,6 @@ class NbgraderError(RuntimeError):
 # Runs several nbgrader subcommands in one Python process: each is the same application class the
 # `nbgrader <subcommand>` CLI starts, initialised from the same argv (config read from the working
 # directory), but nbgrader's imports (about 5 s) are paid once instead of once per command.
-_STEPS_DRIVER = r"""
-import json, sys
-from nbgrader.apps.autogradeapp import AutogradeApp
-from nbgrader.apps.generateassignmentapp import GenerateAssignmentApp
-from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
-
-APPS = {"generate_assignment": GenerateAssignmentApp, "autograde": AutogradeApp,
-        "generate_feedback": GenerateFeedbackApp}
-for argv in json.loads(sys.argv[1]):
-    app = APPS[argv[0]]()
-    app.initialize(argv[1:])
-    try:
-        app.start()
-    except SystemExit as exc:
-        if exc.code:
-            print(f"nbgrader {' '.join(argv)} failed ({exc.code})", flush=True)
-            sys.exit(exc.code)
-"""
-
-
 class CourseCopy:
     """A scratch nbgrader course made from the repository's config and solutions.
 
@@ -397,24 +375,6 @@ class CourseCopy:
                                 f"{proc.stdout[-6000:]}")
         return proc.stdout
 
-    def steps(self, *commands: Sequence[str], timeout: float = 900) -> str:
-        """Run nbgrader subcommands (generate_assignment, autograde, generate_feedback) in one process.
-
-        ``course.steps(["autograde", "ex01", "--force"], ["generate_feedback", "ex01", "--force"])``
-        does what the two CLI commands do, a few seconds faster.
-        """
-        argv = [[*cmd, "--log-level=WARN"] for cmd in commands]
-        proc = subprocess.run([sys.executable, "-c", _STEPS_DRIVER, json.dumps(argv)], cwd=self.path,
-                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout)
-        self.log.append(f"$ nbgrader steps {argv}\n{proc.stdout}")
-        if proc.returncode != 0:
-            raise NbgraderError(f"nbgrader steps {argv} failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
-        for cmd in commands:
-            if cmd[0] == "generate_assignment":
-                self._released.add(cmd[1])
-        return proc.stdout
-
     def release(self, assignment: str):
         """``nbgrader generate_assignment`` (once); returns the release notebook."""
         if assignment not in self._released:
@@ -429,8 +389,8 @@ class CourseCopy:
         """Place a notebook (a path or a NotebookNode) in submitted/<student>/<assignment>/.
 
         The gradebook must know the assignment before autograding: by default the
-        first submission releases it (pass ``release=False`` to do it later, e.g.
-        in one :meth:`steps` call with the autograding).
+        first submission releases it (pass ``release=False`` to release it later,
+        once for all submissions).
         """
         if release:
             self.release(assignment)

@@ -80,24 +80,10 @@ def max_score(definition: dict) -> float:
 
 # --------------------------------------------------------------------------- results
 
-def submission_grades(gb, assignment: str, student: str) -> list[dict]:
-    """A submission's automatic grades and comments as plain data (read in a worker)."""
-    sub = gb.find_submission(assignment, student)
-    out = []
-    for nb in sub.notebooks:
-        out.append({
-            "name": nb.name,
-            "grades": [{"name": g.name, "auto_score": g.auto_score, "needs_manual_grade": g.needs_manual_grade,
-                        "max_score": g.max_score} for g in nb.grades],
-            "comments": [{"name": c.name, "auto_comment": c.auto_comment} for c in nb.comments],
-        })
-    return out
-
-
 def merge(gb, assignment: str, student: str, notebooks: list[dict] | None, timestamp=None) -> dict:
     """Write one submission's automatic grades into the course gradebook (one transaction).
 
-    ``notebooks`` is :func:`submission_grades` from the worker, or None for a submission that
+    ``notebooks`` is :func:`coursegrade.scoring.nbgrader_grades` from the worker, or None for a submission that
     could not be graded at all (corrupt file, killed by the wall-time limit): every automatic
     grade is then 0. Manual scores and comments are left as they are.
 
